@@ -1,0 +1,66 @@
+// The agent's persistent identity and disk registry (agent.json in the data dir).
+import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { readJsonFile, writeJsonFileSync } from '../util/json-file.js';
+
+export interface DiskRecord {
+  /** Stable small id used in change-log records. */
+  id: number;
+  name: string;
+  path: string;
+  size: number;
+}
+
+export interface AgentState {
+  machineId: string;
+  disks: DiskRecord[];
+  /** False while the agent runs; true after a clean stop. */
+  clean: boolean;
+  /** Kernel boot id at the last start: tells a process crash from a reboot or power loss. */
+  bootId: string;
+  /** Every change with seq <= this had reached the disk (at least its page cache). */
+  appliedThrough: number;
+}
+
+export const STATE_FILE = 'agent.json';
+
+export function currentBootId(): string {
+  try {
+    return readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+  } catch {
+    return 'unknown';
+  }
+}
+
+export async function loadState(dataDir: string): Promise<AgentState | undefined> {
+  return readJsonFile<AgentState>(join(dataDir, STATE_FILE));
+}
+
+export function newState(): AgentState {
+  return { machineId: randomUUID(), disks: [], clean: true, bootId: currentBootId(), appliedThrough: 0 };
+}
+
+export function saveState(dataDir: string, state: AgentState): void {
+  writeJsonFileSync(join(dataDir, STATE_FILE), state);
+}
+
+/** Finds or adds the disk record for name; refuses a disk whose size changed under us. */
+export function registerDisk(state: AgentState, name: string, path: string, size: number): DiskRecord {
+  const existing = state.disks.find((d) => d.name === name);
+  if (existing) {
+    if (existing.size !== size) {
+      throw new Error(
+        `disk '${name}' was ${existing.size} bytes and is now ${size} bytes (${path}); ` +
+          'a resized disk needs a new name or a fresh data dir',
+      );
+    }
+    existing.path = path;
+    return existing;
+  }
+  const id = state.disks.reduce((m, d) => Math.max(m, d.id), 0) + 1;
+  if (id > 0xffff) throw new Error('too many disks for one agent');
+  const rec = { id, name, path, size };
+  state.disks.push(rec);
+  return rec;
+}

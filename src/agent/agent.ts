@@ -1,0 +1,310 @@
+// The capture agent (Mobility service): serves each protected disk as an NBD
+// export and records every change in the machine's ordered change log before it
+// reaches the disk. See docs/architecture.md ("Capture: write path").
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { ChangeLog } from '../changelog/change-log.js';
+import { DirtyBitmap } from '../changelog/dirty-bitmap.js';
+import { markerPayload, RecordType } from '../changelog/record.js';
+
+type NewRecordType = RecordType.Write | RecordType.Zero | RecordType.Trim;
+import type { NbdExport } from '../nbd/export.js';
+import { BlockStore } from '../storage/block-store.js';
+import { FileExport } from '../storage/file-export.js';
+import {
+  type AgentState,
+  currentBootId,
+  type DiskRecord,
+  loadState,
+  newState,
+  registerDisk,
+  saveState,
+} from './agent-state.js';
+import { CaptureExport } from './capture-export.js';
+import { RangeLock } from './range-lock.js';
+import { redoLogTail } from './redo.js';
+import { SyncCoalescer } from './sync-coalescer.js';
+
+export const DEFAULT_LOG_LIMIT = 1024 * 1024 * 1024;
+export const DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024;
+
+export interface DiskSpec {
+  name: string;
+  path: string;
+  /** Served read-only and not captured. */
+  readOnly?: boolean;
+}
+
+export interface AgentOptions {
+  dataDir: string;
+  disks: DiskSpec[];
+  logger: Logger;
+  logLimitBytes?: number;
+  segmentBytes?: number;
+}
+
+export interface CapturedDisk {
+  record: DiskRecord;
+  store: BlockStore;
+  bitmap: DirtyBitmap;
+  locks: RangeLock;
+}
+
+export class Agent {
+  private readonly syncer: SyncCoalescer;
+  private watermark = 0;
+  private readonly completedAbove = new Set<number>();
+  private persistTimer: NodeJS.Timeout | undefined;
+  private persistedWatermark = 0;
+  private closed = false;
+
+  private constructor(
+    readonly dataDir: string,
+    private readonly state: AgentState,
+    readonly log: ChangeLog,
+    readonly captured: CapturedDisk[],
+    private readonly plain: { name: string; store: BlockStore }[],
+    private readonly logger: Logger,
+  ) {
+    this.syncer = new SyncCoalescer(() => this.syncAll());
+  }
+
+  static async open(opts: AgentOptions): Promise<Agent> {
+    const { dataDir, logger } = opts;
+    mkdirSync(join(dataDir, 'dirty'), { recursive: true });
+    const prior = await loadState(dataDir);
+    const state = prior ?? newState();
+    const names = new Set<string>();
+    const captured: CapturedDisk[] = [];
+    const plain: { name: string; store: BlockStore }[] = [];
+    try {
+      for (const spec of opts.disks) {
+        if (names.has(spec.name)) throw new Error(`disk name '${spec.name}' given twice`);
+        names.add(spec.name);
+        const store = await BlockStore.open(spec.path, { readOnly: spec.readOnly });
+        if (spec.readOnly) {
+          plain.push({ name: spec.name, store });
+          continue;
+        }
+        const record = registerDisk(state, spec.name, spec.path, store.size);
+        const bitmap = await DirtyBitmap.open(join(dataDir, 'dirty', `disk-${record.id}.bitmap`), store.size);
+        captured.push({ record, store, bitmap, locks: new RangeLock() });
+      }
+    } catch (e) {
+      for (const d of captured) await d.store.close();
+      for (const p of plain) await p.store.close();
+      throw e;
+    }
+    const log = await ChangeLog.open(join(dataDir, 'log'), {
+      maxBytes: opts.logLimitBytes ?? DEFAULT_LOG_LIMIT,
+      segmentBytes: opts.segmentBytes ?? DEFAULT_SEGMENT_BYTES,
+      logger,
+    });
+    if (prior && !prior.clean) await recoverFromCrash(prior, log, captured, logger);
+    const agent = new Agent(dataDir, state, log, captured, plain, logger);
+    agent.watermark = log.nextSeq - 1;
+    state.clean = false;
+    state.bootId = currentBootId();
+    state.appliedThrough = agent.watermark;
+    saveState(dataDir, state);
+    agent.persistedWatermark = agent.watermark;
+    // The watermark bounds how much of the log a restart must redo; persist it lazily.
+    agent.persistTimer = setInterval(() => agent.persistWatermark(), 1000);
+    agent.persistTimer.unref();
+    logger.info(
+      { machineId: state.machineId, disks: captured.map((d) => d.record.name), nextSeq: log.nextSeq },
+      'agent started',
+    );
+    return agent;
+  }
+
+  get machineId(): string {
+    return this.state.machineId;
+  }
+
+  /** Every change with seq <= this has been written to both the log and its disk. */
+  get appliedThrough(): number {
+    return this.watermark;
+  }
+
+  exports(): NbdExport[] {
+    return [
+      ...this.captured.map((d) => new CaptureExport(this, d)),
+      ...this.plain.map((p) => new FileExport(p.name, p.store, true)),
+    ];
+  }
+
+  private persistWatermark(): void {
+    if (this.watermark === this.persistedWatermark || this.closed) return;
+    this.state.appliedThrough = this.watermark;
+    saveState(this.dataDir, this.state);
+    this.persistedWatermark = this.watermark;
+  }
+
+  private complete(seq: number): void {
+    if (seq !== this.watermark + 1) {
+      this.completedAbove.add(seq);
+      return;
+    }
+    this.watermark = seq;
+    while (this.completedAbove.delete(this.watermark + 1)) this.watermark++;
+  }
+
+  /**
+   * Logs a change, or when the log cannot take it marks the range in the dirty
+   * bitmap (resync required). Returns the sequence number when logged.
+   */
+  private async logChange(
+    disk: CapturedDisk,
+    type: NewRecordType,
+    offset: number,
+    length: number,
+    flags: number,
+    payload: Buffer,
+  ): Promise<number | undefined> {
+    if (this.log.hasRoom(payload.length)) {
+      const { seq, written } = this.log.append({
+        type,
+        flags,
+        disk: disk.record.id,
+        time: Date.now(),
+        offset,
+        length,
+        payload,
+      });
+      try {
+        await written;
+        return seq;
+      } catch {
+        this.complete(seq); // nothing of it is in the log; the bitmap below covers the range
+      }
+    }
+    await disk.bitmap.mark(offset, length);
+    return undefined;
+  }
+
+  /** Applies one change: log first, then the disk, overlapping changes strictly in log order. */
+  async change(
+    disk: CapturedDisk,
+    type: NewRecordType,
+    offset: number,
+    length: number,
+    opts: { data?: Buffer; noHole?: boolean; fua?: boolean },
+  ): Promise<void> {
+    const release = await disk.locks.acquire(offset, length);
+    let seq: number | undefined;
+    try {
+      const payload = opts.data ?? Buffer.alloc(0);
+      seq = await this.logChange(disk, type, offset, length, opts.noHole ? 1 : 0, payload);
+      if (type === RecordType.Write) await disk.store.write(payload, offset);
+      else if (type === RecordType.Zero) await disk.store.zero(offset, length, opts.noHole ?? false);
+      else await disk.store.trim(offset, length);
+    } catch (e) {
+      // The disk may now differ from the log for this range: never let that go unnoticed.
+      await disk.bitmap.mark(offset, length).catch(() => undefined);
+      throw e;
+    } finally {
+      if (seq !== undefined) this.complete(seq);
+      release();
+    }
+    if (opts.fua) await this.syncer.request();
+  }
+
+  /** Appends a marker (crash-consistent flush point or named bookmark), then makes everything durable. */
+  private async marker(type: RecordType.Flush | RecordType.Bookmark, tag?: string): Promise<number | undefined> {
+    let seq: number | undefined;
+    const payload = markerPayload(this.watermark, tag);
+    if (this.log.hasRoom(payload.length, true)) {
+      const appended = this.log.append({ type, flags: 0, disk: 0, time: Date.now(), offset: 0, length: 0, payload });
+      try {
+        await appended.written;
+        seq = appended.seq;
+      } catch {
+        // the log failed; the flush itself must still make the disks durable
+      }
+      this.complete(appended.seq);
+    }
+    await this.syncer.request();
+    return seq;
+  }
+
+  /** NBD FLUSH: every change acknowledged so far, on any disk or connection, becomes durable. */
+  flush(): Promise<number | undefined> {
+    return this.marker(RecordType.Flush);
+  }
+
+  /** Inserts a named bookmark (an application-consistent point when taken while frozen). */
+  bookmark(tag: string): Promise<number | undefined> {
+    if (Buffer.byteLength(tag) > 4096) throw new Error('bookmark tag longer than 4096 bytes');
+    return this.marker(RecordType.Bookmark, tag);
+  }
+
+  private async syncAll(): Promise<void> {
+    await Promise.all([
+      this.log.sync().catch((e) => this.logger.error({ err: e }, 'change log sync failed')),
+      ...this.captured.map((d) => d.store.sync()),
+      ...this.captured.map((d) => d.bitmap.sync()),
+    ]);
+  }
+
+  /** A live summary: what `rebound agent log` prints for a running agent. */
+  status() {
+    return {
+      machineId: this.state.machineId,
+      nextSeq: this.log.nextSeq,
+      appliedThrough: this.watermark,
+      trimmedThrough: this.log.trimmedThrough,
+      logBytes: this.log.bytes,
+      logLimitBytes: this.log.maxBytes,
+      disks: this.captured.map((d) => ({
+        name: d.record.name,
+        id: d.record.id,
+        path: d.record.path,
+        size: d.record.size,
+        resyncRequired: d.bitmap.regions(),
+      })),
+    };
+  }
+
+  /** Clean stop: everything durable, the state marked clean. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    await this.flush();
+    this.closed = true;
+    clearInterval(this.persistTimer);
+    await this.log.close();
+    for (const d of this.captured) {
+      await d.bitmap.close();
+      await d.store.close();
+    }
+    for (const p of this.plain) await p.store.close();
+    this.state.clean = true;
+    this.state.appliedThrough = this.watermark;
+    saveState(this.dataDir, this.state);
+    this.logger.info({ appliedThrough: this.watermark }, 'agent stopped cleanly');
+  }
+}
+
+/**
+ * After an unclean stop. Same boot (the process died, the page cache survived):
+ * redo the log tail onto the disks, since the log is written before the disk.
+ * Different boot (power loss or reboot): unsynced disk writes may be missing from
+ * the log, so no one can prove disk and log agree; every disk is marked
+ * resync required (a block-hash resync moves only what differs).
+ */
+async function recoverFromCrash(
+  prior: AgentState,
+  log: ChangeLog,
+  disks: CapturedDisk[],
+  logger: Logger,
+): Promise<void> {
+  if (prior.bootId !== currentBootId()) {
+    logger.warn('unclean stop across a reboot: every disk is marked resync required');
+    for (const d of disks) await d.bitmap.markAll();
+    return;
+  }
+  const from = Math.max(prior.appliedThrough, log.trimmedThrough) + 1;
+  const n = await redoLogTail(log, from, disks, logger);
+  logger.warn({ from, records: n }, 'agent restarted after a crash: redid the change-log tail onto the disks');
+}

@@ -1,0 +1,54 @@
+// The agent's local control API: HTTP over a Unix socket in the data dir
+// (bookmarks now; the shipper and freeze/thaw hooks use it later).
+import { existsSync, unlinkSync } from 'node:fs';
+import { createServer, request, type Server } from 'node:http';
+import { join } from 'node:path';
+import type { Agent } from './agent.js';
+
+export function controlSocketPath(dataDir: string): string {
+  return join(dataDir, 'agent.sock');
+}
+
+export async function startControlServer(agent: Agent): Promise<Server> {
+  const path = controlSocketPath(agent.dataDir);
+  if (existsSync(path)) unlinkSync(path);
+  const server = createServer(async (req, res) => {
+    const send = (code: number, body: unknown) => {
+      res.writeHead(code, { 'content-type': 'application/json' });
+      res.end(`${JSON.stringify(body)}\n`);
+    };
+    try {
+      const url = new URL(req.url ?? '/', 'http://agent');
+      if (req.method === 'GET' && url.pathname === '/status') return send(200, agent.status());
+      if (req.method === 'POST' && url.pathname === '/bookmarks') {
+        const tag = url.searchParams.get('tag');
+        if (!tag) return send(400, { error: 'query parameter tag is required' });
+        const seq = await agent.bookmark(tag);
+        if (seq === undefined) return send(507, { error: 'change log is full or failing: bookmark not recorded' });
+        return send(201, { seq, tag });
+      }
+      send(404, { error: `no such endpoint: ${req.method} ${url.pathname}` });
+    } catch (e) {
+      send(500, { error: (e as Error).message });
+    }
+  });
+  await new Promise<void>((r) => server.listen(path, r));
+  return server;
+}
+
+/** Calls a running agent's control API. */
+export function callAgent(dataDir: string, method: string, path: string): Promise<{ status: number; body: any }> {
+  return new Promise((resolve, reject) => {
+    const req = request({ socketPath: controlSocketPath(dataDir), method, path }, (res) => {
+      let text = '';
+      res.on('data', (c) => {
+        text += c;
+      });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text || '{}') }));
+    });
+    req.on('error', (e) =>
+      reject(new Error(`no running agent answers at ${controlSocketPath(dataDir)}: ${e.message}`)),
+    );
+    req.end();
+  });
+}

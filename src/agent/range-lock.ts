@@ -1,0 +1,33 @@
+// Serialises overlapping writes to one disk so that the order of their change-log
+// records is the order in which they reach the disk. Non-overlapping writes run
+// concurrently. The number of entries is bounded by the clients' queue depth.
+interface Held {
+  start: number;
+  end: number;
+  done: Promise<void>;
+}
+
+export class RangeLock {
+  private held: Held[] = [];
+
+  async acquire(offset: number, length: number): Promise<() => void> {
+    const start = offset;
+    const end = offset + Math.max(length, 1);
+    for (;;) {
+      const overlap = this.held.find((h) => h.start < end && start < h.end);
+      if (!overlap) break;
+      await overlap.done;
+    }
+    let release!: () => void;
+    const entry: Held = { start, end, done: new Promise<void>((r) => (release = r)) };
+    this.held.push(entry);
+    return () => {
+      this.held.splice(this.held.indexOf(entry), 1);
+      release();
+    };
+  }
+
+  get size(): number {
+    return this.held.length;
+  }
+}

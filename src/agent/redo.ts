@@ -1,0 +1,34 @@
+// Redo of the change-log tail onto the disks after a process crash.
+import type { Logger } from 'pino';
+import type { ChangeLog } from '../changelog/change-log.js';
+import { RecordType } from '../changelog/record.js';
+import type { CapturedDisk } from './agent.js';
+
+/**
+ * Replays records with seq >= from in order. Ranges marked in the dirty bitmap are
+ * skipped: there the disk itself is the truth (an unlogged write may be newer).
+ */
+export async function redoLogTail(
+  log: ChangeLog,
+  from: number,
+  disks: CapturedDisk[],
+  logger: Logger,
+): Promise<number> {
+  const byId = new Map(disks.map((d) => [d.record.id, d]));
+  let n = 0;
+  for await (const r of log.records(from)) {
+    if (r.type === RecordType.Flush || r.type === RecordType.Bookmark) continue;
+    const disk = byId.get(r.disk);
+    if (!disk) {
+      logger.warn({ seq: r.seq, disk: r.disk }, 'redo: record for a disk that is not served now; skipped');
+      continue;
+    }
+    if (disk.bitmap.isDirty(r.offset, r.length)) continue;
+    if (r.type === RecordType.Write) await disk.store.write(r.payload, r.offset);
+    else if (r.type === RecordType.Zero) await disk.store.zero(r.offset, r.length, (r.flags & 1) !== 0);
+    else await disk.store.trim(r.offset, r.length);
+    n++;
+  }
+  for (const d of disks) await d.store.sync();
+  return n;
+}

@@ -1,0 +1,337 @@
+// The agent's change log: ordered, append-only segment files of checksummed
+// records, one sequence space per machine. Appends are group-committed (one
+// writev per batch, in sequence order); sync() makes everything appended so far
+// durable; a torn tail is cut on open. See docs/formats.md.
+import { readdir, unlink } from 'node:fs/promises';
+import { mkdirSync, openSync, closeSync, fsyncSync } from 'node:fs';
+import { type FileHandle, open } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { encodeHeader, HEADER_SIZE, type LogRecord, type RecordHeader } from './record.js';
+import { SegmentReader } from './segment-reader.js';
+import { readJsonFile, writeJsonFileSync } from '../util/json-file.js';
+
+export interface ChangeLogOptions {
+  /** Log size limit in bytes; appends beyond it are refused (the caller overflows to a bitmap). */
+  maxBytes: number;
+  /** A new segment file is started once the current one reaches this size. */
+  segmentBytes: number;
+  logger?: Logger;
+  /** Open for reading only: never truncate, create or write. */
+  readOnly?: boolean;
+}
+
+export type NewRecord = Omit<RecordHeader, 'seq' | 'payloadLength'> & { payload: Buffer };
+
+interface Segment {
+  firstSeq: number;
+  path: string;
+  bytes: number;
+}
+
+interface Pending {
+  bufs: Buffer[];
+  bytes: number;
+  seq: number;
+  resolve: () => void;
+  reject: (e: Error) => void;
+}
+
+const SEGMENT_RE = /^seg-(\d{20})\.rcl$/;
+const STATE_FILE = 'log-state.json';
+const MAX_BATCH_IOVECS = 1000;
+const MAX_BATCH_BYTES = 16 * 1024 * 1024;
+/** Markers may exceed maxBytes by this much, so flushes keep their markers while the log is full. */
+const MARKER_RESERVE = 1024 * 1024;
+
+export function segmentName(firstSeq: number): string {
+  return `seg-${String(firstSeq).padStart(20, '0')}.rcl`;
+}
+
+function fsyncDir(dir: string): void {
+  const fd = openSync(dir, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+export class ChangeLog {
+  /** Closed segments, oldest first, then the current one last. */
+  private segments: Segment[] = [];
+  private fh: FileHandle | undefined; // the current (last) segment, open for appending
+  private queue: Pending[] = [];
+  private queuedBytes = 0;
+  private writing = false;
+  private failed: Error | undefined;
+  private _nextSeq = 1;
+  private _lastWritten = 0;
+  private _trimmedThrough = 0;
+  /** Number of records present in the log (approximate after a trim inside a segment). */
+  private _bytes = 0;
+
+  private constructor(
+    readonly dir: string,
+    private readonly opts: ChangeLogOptions,
+  ) {}
+
+  static async open(dir: string, opts: ChangeLogOptions): Promise<ChangeLog> {
+    const log = new ChangeLog(dir, opts);
+    await log.load();
+    return log;
+  }
+
+  get nextSeq(): number {
+    return this._nextSeq;
+  }
+  /** Highest sequence whose record has been written to the segment file (not necessarily synced). */
+  get lastWritten(): number {
+    return this._lastWritten;
+  }
+  get trimmedThrough(): number {
+    return this._trimmedThrough;
+  }
+  get bytes(): number {
+    return this._bytes + this.queuedBytes;
+  }
+  get maxBytes(): number {
+    return this.opts.maxBytes;
+  }
+  get segmentCount(): number {
+    return this.segments.length;
+  }
+
+  private async load(): Promise<void> {
+    if (!this.opts.readOnly) mkdirSync(this.dir, { recursive: true });
+    const state = await readJsonFile<{ trimmedThrough: number }>(join(this.dir, STATE_FILE));
+    this._trimmedThrough = state?.trimmedThrough ?? 0;
+    let names: string[] = [];
+    try {
+      names = (await readdir(this.dir)).filter((n) => SEGMENT_RE.test(n)).sort();
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    }
+    for (const name of names) {
+      const firstSeq = Number(SEGMENT_RE.exec(name)![1]);
+      const path = join(this.dir, name);
+      const fh = await open(path, 'r');
+      const { size } = await fh.stat();
+      await fh.close();
+      this.segments.push({ firstSeq, path, bytes: size });
+      this._bytes += size;
+    }
+    this._nextSeq = this._trimmedThrough + 1;
+    const last = this.segments.at(-1);
+    if (last) {
+      this._nextSeq = Math.max(this._nextSeq, last.firstSeq);
+      await this.recoverTail(last);
+    }
+    this._lastWritten = this._nextSeq - 1;
+    if (!this.opts.readOnly && last) this.fh = await open(last.path, 'r+');
+  }
+
+  /** Scans the last segment; cuts a torn or corrupt tail (only the last segment can be torn). */
+  private async recoverTail(seg: Segment): Promise<void> {
+    const reader = await SegmentReader.open(seg.path);
+    let good = 0;
+    let reason: string | undefined;
+    try {
+      for (;;) {
+        const r = await reader.next();
+        if (r.kind === 'end') break;
+        if (r.kind === 'invalid') {
+          reason = r.reason;
+          break;
+        }
+        good = r.offset + r.size;
+        this._nextSeq = r.record.seq + 1;
+      }
+    } finally {
+      await reader.close();
+    }
+    if (reason === undefined) return;
+    const cut = seg.bytes - good;
+    this.opts.logger?.warn(
+      { segment: seg.path, offset: good, bytesCut: cut, reason },
+      'change log: cutting torn tail',
+    );
+    if (!this.opts.readOnly) {
+      const fh = await open(seg.path, 'r+');
+      await fh.truncate(good);
+      await fh.sync();
+      await fh.close();
+      this._bytes -= cut;
+      seg.bytes = good;
+    } else {
+      this._bytes -= cut;
+      seg.bytes = good;
+    }
+  }
+
+  /** Whether a record with this payload size fits under the log's size limit. */
+  hasRoom(payloadBytes: number, marker = false): boolean {
+    const limit = this.opts.maxBytes + (marker ? MARKER_RESERVE : 0);
+    return this.bytes + HEADER_SIZE + payloadBytes <= limit;
+  }
+
+  /**
+   * Assigns the next sequence number and queues the record. The returned promise
+   * resolves once the record (and every earlier one) is written to the segment file.
+   */
+  append(rec: NewRecord): { seq: number; written: Promise<void> } {
+    if (this.opts.readOnly) throw new Error('change log opened read-only');
+    const seq = this._nextSeq++;
+    const header = encodeHeader({ ...rec, seq }, rec.payload);
+    const bytes = HEADER_SIZE + rec.payload.length;
+    let resolve!: () => void;
+    let reject!: (e: Error) => void;
+    const written = new Promise<void>((res, rej) => {
+      resolve = res;
+      reject = rej;
+    });
+    if (this.failed) {
+      reject(this.failed);
+      return { seq, written };
+    }
+    this.queue.push({ bufs: rec.payload.length ? [header, rec.payload] : [header], bytes, seq, resolve, reject });
+    this.queuedBytes += bytes;
+    this.kick();
+    return { seq, written };
+  }
+
+  private kick(): void {
+    if (this.writing || this.queue.length === 0) return;
+    this.writing = true;
+    void this.writeBatch().finally(() => {
+      this.writing = false;
+      this.kick();
+    });
+  }
+
+  private async writeBatch(): Promise<void> {
+    const batch: Pending[] = [];
+    let iovecs = 0;
+    let bytes = 0;
+    while (this.queue.length && iovecs < MAX_BATCH_IOVECS && bytes < MAX_BATCH_BYTES) {
+      const p = this.queue.shift()!;
+      batch.push(p);
+      iovecs += p.bufs.length;
+      bytes += p.bytes;
+    }
+    try {
+      let seg = this.segments.at(-1);
+      if (!seg || !this.fh || seg.bytes >= this.opts.segmentBytes) seg = await this.rotate(batch[0].seq);
+      const bufs = batch.flatMap((p) => p.bufs);
+      let done = 0;
+      while (done < bytes) {
+        const { bytesWritten } = await this.fh!.writev(
+          done === 0 ? bufs : sliceBuffers(bufs, done),
+          seg.bytes + done,
+        );
+        done += bytesWritten;
+      }
+      seg.bytes += bytes;
+      this._bytes += bytes;
+      this.queuedBytes -= bytes;
+      this._lastWritten = batch.at(-1)!.seq;
+      for (const p of batch) p.resolve();
+    } catch (e) {
+      // The log volume failed (e.g. ENOSPC): refuse this batch and everything after it.
+      // Callers fall back to the dirty bitmap; the partial tail is cut on the next open.
+      this.failed = e as Error;
+      this.opts.logger?.error({ err: e }, 'change log: append failed; further changes go to the dirty bitmap');
+      for (const p of [...batch, ...this.queue]) p.reject(this.failed);
+      this.queuedBytes = 0;
+      this.queue = [];
+    }
+  }
+
+  /** Closes the current segment (durably) and starts a new one named for firstSeq. */
+  private async rotate(firstSeq: number): Promise<Segment> {
+    if (this.fh) {
+      await this.fh.sync();
+      await this.fh.close();
+      this.fh = undefined;
+    }
+    const seg: Segment = { firstSeq, path: join(this.dir, segmentName(firstSeq)), bytes: 0 };
+    this.fh = await open(seg.path, 'wx');
+    fsyncDir(this.dir);
+    this.segments.push(seg);
+    return seg;
+  }
+
+  /** Makes every record written so far durable. Earlier segments were synced when closed. */
+  async sync(): Promise<void> {
+    if (this.failed) throw this.failed;
+    await this.fh?.datasync();
+  }
+
+  /** Reopens appends after a failure (e.g. once space returns). */
+  resetFailure(): void {
+    this.failed = undefined;
+  }
+
+  /**
+   * Records with fromSeq <= seq <= toSeq in order. Payloads are views: copy to keep.
+   * A corrupt record raises an error naming the segment file and offset.
+   */
+  async *records(fromSeq = 1, toSeq = Number.MAX_SAFE_INTEGER): AsyncGenerator<LogRecord> {
+    fromSeq = Math.max(fromSeq, this._trimmedThrough + 1);
+    const segs = this.segments.map((s) => ({ ...s }));
+    let start = 0;
+    for (let i = 0; i < segs.length; i++) if (segs[i].firstSeq <= fromSeq) start = i;
+    for (let i = start; i < segs.length; i++) {
+      if (segs[i].firstSeq > toSeq) return;
+      const reader = await SegmentReader.open(segs[i].path, segs[i].bytes);
+      try {
+        for (;;) {
+          const r = await reader.next();
+          if (r.kind === 'end') break;
+          if (r.kind === 'invalid') {
+            throw new Error(`change log corrupt: ${segs[i].path} at offset ${r.offset}: ${r.reason}`);
+          }
+          if (r.record.seq > toSeq) return;
+          if (r.record.seq >= fromSeq) yield r.record;
+        }
+      } finally {
+        await reader.close();
+      }
+    }
+  }
+
+  /** Forgets records up to seq: whole segments are deleted, the watermark is persisted. */
+  async trimThrough(seq: number): Promise<void> {
+    if (seq <= this._trimmedThrough) return;
+    this._trimmedThrough = Math.min(seq, this._nextSeq - 1);
+    writeJsonFileSync(join(this.dir, STATE_FILE), { trimmedThrough: this._trimmedThrough });
+    // A closed segment can go once the next one starts after the watermark.
+    while (this.segments.length > 1 && this.segments[1].firstSeq <= this._trimmedThrough + 1) {
+      const seg = this.segments.shift()!;
+      await unlink(seg.path);
+      this._bytes -= seg.bytes;
+    }
+  }
+
+  async close(): Promise<void> {
+    while (this.writing || this.queue.length) await new Promise((r) => setTimeout(r, 1));
+    if (this.fh) {
+      await this.fh.sync();
+      await this.fh.close();
+      this.fh = undefined;
+    }
+  }
+}
+
+function sliceBuffers(bufs: Buffer[], skip: number): Buffer[] {
+  const out: Buffer[] = [];
+  for (const b of bufs) {
+    if (skip >= b.length) {
+      skip -= b.length;
+      continue;
+    }
+    out.push(skip ? b.subarray(skip) : b);
+    skip = 0;
+  }
+  return out;
+}

@@ -1,0 +1,85 @@
+// Sequential, buffered reading of one segment file, validating every record.
+import { type FileHandle, open } from 'node:fs/promises';
+import { checkCrc, decodeHeader, HEADER_SIZE, type LogRecord } from './record.js';
+
+const CHUNK = 4 * 1024 * 1024;
+
+export type ReadResult =
+  | { kind: 'record'; record: LogRecord; offset: number; size: number }
+  | { kind: 'end' }
+  | { kind: 'invalid'; offset: number; reason: string };
+
+export class SegmentReader {
+  private buf = Buffer.alloc(0);
+  private bufStart = 0; // file offset of buf[0]
+  private pos = 0; // index into buf
+  private eof = false;
+  private lastSeq = -1;
+
+  private constructor(
+    readonly path: string,
+    private readonly fh: FileHandle,
+    /** Bytes of the file that may be read (the writer's durable end); Infinity = to EOF. */
+    private readonly limit: number,
+  ) {}
+
+  static async open(path: string, limit = Number.POSITIVE_INFINITY): Promise<SegmentReader> {
+    return new SegmentReader(path, await open(path, 'r'), limit);
+  }
+
+  /** File offset of the next record. */
+  get offset(): number {
+    return this.bufStart + this.pos;
+  }
+
+  private async ensure(n: number): Promise<boolean> {
+    while (this.buf.length - this.pos < n) {
+      if (this.eof) return false;
+      const keep = this.buf.subarray(this.pos);
+      const fileOff = this.bufStart + this.buf.length;
+      const room = Math.min(Math.max(CHUNK, n - keep.length), this.limit - fileOff);
+      if (room <= 0) {
+        this.eof = true;
+        return false;
+      }
+      const next = Buffer.allocUnsafe(keep.length + room);
+      keep.copy(next, 0);
+      const { bytesRead } = await this.fh.read(next, keep.length, room, fileOff);
+      if (bytesRead === 0) this.eof = true;
+      this.bufStart += this.pos;
+      this.buf = next.subarray(0, keep.length + bytesRead);
+      this.pos = 0;
+    }
+    return true;
+  }
+
+  /**
+   * The next record. Payloads are views into the reader's buffer: copy them to keep
+   * them past the next call.
+   */
+  async next(): Promise<ReadResult> {
+    const offset = this.offset;
+    if (!(await this.ensure(1))) return { kind: 'end' };
+    if (!(await this.ensure(HEADER_SIZE))) return { kind: 'invalid', offset, reason: 'truncated record header' };
+    const headerBytes = this.buf.subarray(this.pos, this.pos + HEADER_SIZE);
+    const h = decodeHeader(headerBytes);
+    if (!h.ok) return { kind: 'invalid', offset, reason: h.reason };
+    const size = HEADER_SIZE + h.header.payloadLength;
+    if (!(await this.ensure(size))) return { kind: 'invalid', offset, reason: 'truncated record payload' };
+    const hb = this.buf.subarray(this.pos, this.pos + HEADER_SIZE);
+    const payload = this.buf.subarray(this.pos + HEADER_SIZE, this.pos + size);
+    if (!checkCrc(hb, payload, h.crc)) {
+      return { kind: 'invalid', offset, reason: `CRC32C mismatch in record seq ${h.header.seq}` };
+    }
+    if (h.header.seq <= this.lastSeq) {
+      return { kind: 'invalid', offset, reason: `sequence ${h.header.seq} does not follow ${this.lastSeq}` };
+    }
+    this.lastSeq = h.header.seq;
+    this.pos += size;
+    return { kind: 'record', record: { ...h.header, payload }, offset, size };
+  }
+
+  async close(): Promise<void> {
+    await this.fh.close();
+  }
+}

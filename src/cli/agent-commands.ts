@@ -1,0 +1,130 @@
+// `rebound agent ...` and `rebound log ...`.
+import { join } from 'node:path';
+import type { Command } from 'commander';
+import { Agent } from '../agent/agent.js';
+import { loadState } from '../agent/agent-state.js';
+import { callAgent, startControlServer } from '../agent/control-server.js';
+import { formatSummary, summarizeDataDir } from '../agent/log-summary.js';
+import { applyLog } from '../changelog/apply.js';
+import { ChangeLog } from '../changelog/change-log.js';
+import { exportMap } from '../nbd/export.js';
+import { NbdServer } from '../nbd/server.js';
+import { sparseCopy } from '../storage/sparse-copy.js';
+import { createLogger } from '../util/logger.js';
+import { parseSize } from '../util/size.js';
+import { collect, parseDiskSpec, parseHostPort, parseSeq } from './parse.js';
+
+export function registerAgentCommands(program: Command): void {
+  const agent = program.command('agent').description('the capture agent (Mobility service) of a protected machine');
+
+  agent
+    .command('serve')
+    .description('serve disks over NBD and record every change in the change log')
+    .requiredOption('--data-dir <dir>', 'agent state, change log and dirty bitmaps')
+    .option('--disk <name=path>', 'a protected disk: raw image or block device (repeatable)', collect, [])
+    .option('--disk-ro <name=path>', 'a disk served read-only, not captured (repeatable)', collect, [])
+    .option('--listen <host:port>', 'TCP listener (default 127.0.0.1:10809 unless --socket is given)')
+    .option('--socket <path>', 'Unix-socket listener')
+    .option('--log-limit <size>', 'change-log size limit; beyond it changes go to the dirty bitmap', '1G')
+    .option('--segment-size <size>', 'change-log segment file size', '64M')
+    .action(async (o) => {
+      const disks = [
+        ...o.disk.map((d: string) => parseDiskSpec(d)),
+        ...o.diskRo.map((d: string) => parseDiskSpec(d, true)),
+      ];
+      if (disks.length === 0) throw new Error('give at least one --disk NAME=PATH');
+      const listen = o.listen || !o.socket ? parseHostPort(o.listen ?? '127.0.0.1:10809') : undefined;
+      const logger = createLogger();
+      const a = await Agent.open({
+        dataDir: o.dataDir,
+        disks,
+        logger,
+        logLimitBytes: parseSize(o.logLimit),
+        segmentBytes: parseSize(o.segmentSize),
+      });
+      const server = new NbdServer(exportMap(a.exports()), logger);
+      const urls: string[] = [];
+      if (listen) {
+        const addr = await server.listenTcp(listen.host, listen.port);
+        const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
+        urls.push(`nbd://${host}:${addr.port}`);
+      }
+      if (o.socket) {
+        await server.listenUnix(o.socket);
+        urls.push(`nbd+unix:///?socket=${o.socket}`);
+      }
+      const control = await startControlServer(a);
+      let stopping = false;
+      const stop = async (signal: string) => {
+        if (stopping) return;
+        stopping = true;
+        logger.info({ signal }, 'stopping agent');
+        control.close();
+        await server.close();
+        await a.close();
+        process.exit(0);
+      };
+      process.on('SIGTERM', () => void stop('SIGTERM'));
+      process.on('SIGINT', () => void stop('SIGINT'));
+      console.log(`agent ready: ${urls.join(' ')} exports ${disks.map((d) => d.name).join(',')} machine ${a.machineId}`);
+    });
+
+  agent
+    .command('log')
+    .description('summarise the change log: disks, sequences, bytes, markers, resync-required regions')
+    .requiredOption('--data-dir <dir>', 'the agent data dir')
+    .option('--json', 'machine-readable output')
+    .action(async (o) => {
+      const s = await summarizeDataDir(o.dataDir);
+      console.log(o.json ? JSON.stringify(s, null, 2) : formatSummary(s));
+    });
+
+  agent
+    .command('bookmark')
+    .description('insert a named bookmark into a running agent’s change log')
+    .requiredOption('--data-dir <dir>', 'the agent data dir')
+    .requiredOption('--tag <tag>', 'bookmark name')
+    .option('--json', 'machine-readable output')
+    .action(async (o) => {
+      const r = await callAgent(o.dataDir, 'POST', `/bookmarks?tag=${encodeURIComponent(o.tag)}`);
+      if (r.status !== 201) throw new Error(r.body.error ?? `agent answered ${r.status}`);
+      console.log(o.json ? JSON.stringify(r.body) : `bookmark '${r.body.tag}' at seq ${r.body.seq}`);
+    });
+
+  const log = program.command('log').description('tools over an agent’s change log');
+  log
+    .command('apply')
+    .description('apply a disk’s logged changes to an image of that disk as it was at the first sequence')
+    .requiredOption('--data-dir <dir>', 'the agent data dir')
+    .requiredOption('--disk <name>', 'disk name')
+    .requiredOption('--base <file>', 'image of the disk before --from (changed in place unless --out)')
+    .requiredOption('--to <seq>', 'last sequence number to apply')
+    .option('--from <seq>', 'first sequence number to apply', '1')
+    .option('--out <file>', 'write the result here (a sparse copy of --base), leaving --base untouched')
+    .option('--json', 'machine-readable output')
+    .action(async (o) => {
+      const state = await loadState(o.dataDir);
+      if (!state) throw new Error(`${o.dataDir} is not an agent data dir (no agent.json)`);
+      const disk = state.disks.find((d) => d.name === o.disk);
+      if (!disk) throw new Error(`no disk named '${o.disk}' in ${o.dataDir} (disks: ${state.disks.map((d) => d.name).join(', ')})`);
+      const to = parseSeq(o.to, '--to');
+      const from = parseSeq(o.from, '--from');
+      const changeLog = await ChangeLog.open(join(o.dataDir, 'log'), { maxBytes: 0, segmentBytes: 0, readOnly: true });
+      if (from <= changeLog.trimmedThrough) {
+        throw new Error(`--from ${from} is already trimmed from the log (trimmed through ${changeLog.trimmedThrough})`);
+      }
+      let target = o.base;
+      if (o.out) {
+        await sparseCopy(o.base, o.out);
+        target = o.out;
+      }
+      const r = await applyLog(changeLog, disk.id, target, { from, to });
+      if (o.json) console.log(JSON.stringify({ image: target, ...r }));
+      else
+        console.log(
+          `applied ${r.records} records of disk '${disk.name}'` +
+            (r.records ? ` (seq ${r.firstSeq}..${r.lastSeq})` : '') +
+            ` to ${target}`,
+        );
+    });
+}

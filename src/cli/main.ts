@@ -1,0 +1,20 @@
+#!/usr/bin/env node
+// The `rebound` binary: one entry point, one subcommand per part.
+import { Command } from 'commander';
+import { registerAgentCommands } from './agent-commands.js';
+import { registerDrillCommand } from './drill-command.js';
+
+const program = new Command();
+program
+  .name('rebound')
+  .description('Rebound: open-source disaster recovery for Linux servers and QEMU/KVM virtual machines')
+  .version('0.1.0')
+  .showHelpAfterError();
+
+registerAgentCommands(program);
+registerDrillCommand(program);
+
+program.parseAsync(process.argv).catch((e: Error) => {
+  console.error(`rebound: error: ${e.message}`);
+  process.exit(1);
+});

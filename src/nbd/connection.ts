@@ -1,0 +1,420 @@
+// One NBD client connection: the fixed-newstyle handshake, then the transmission
+// phase with requests served concurrently and replies sent whole, possibly out of
+// order. Malformed input closes this connection only, with a logged reason.
+import type { Socket } from 'node:net';
+import type { Logger } from 'pino';
+import {
+  BASE_ALLOCATION,
+  CMD,
+  CMD_FLAG,
+  FLAG_C_FIXED_NEWSTYLE,
+  FLAG_C_NO_ZEROES,
+  INFO,
+  MAX_OPTION_LENGTH,
+  MAX_PAYLOAD,
+  NBD_ERR,
+  OPT,
+  PREFERRED_BLOCK,
+  REP,
+  REQUEST_HEADER_SIZE,
+  STATE_HOLE,
+  STATE_ZERO,
+  TF,
+} from './constants.js';
+import { ByteQueue } from './byte-queue.js';
+import { NbdError, nbdErrorCode } from './errors.js';
+import type { ExportLookup, NbdExport } from './export.js';
+import {
+  encodeExportNameReply,
+  encodeGreeting,
+  encodeInfoBlockSize,
+  encodeInfoExport,
+  encodeMetaContext,
+  encodeOptionReply,
+  encodeServerEntry,
+  parseGoRequest,
+  parseMetaContextRequest,
+  parseOptionHeader,
+} from './option-codec.js';
+import {
+  encodeBlockStatus,
+  encodeOffsetDataHeader,
+  encodeSimpleReply,
+  encodeStructuredError,
+  parseRequest,
+  type Request,
+  type StatusExtent,
+} from './transmission-codec.js';
+
+const BASE_ALLOCATION_ID = 1;
+/** Pause reading from the socket while this much request data is queued or in flight. */
+const MAX_BUFFERED = 64 * 1024 * 1024;
+const MAX_STATUS_EXTENTS = 4096;
+
+class Closed extends Error {}
+
+export function transmissionFlags(exp: NbdExport): number {
+  let f = TF.HAS_FLAGS | TF.SEND_FLUSH | TF.SEND_FUA | TF.SEND_DF | TF.CAN_MULTI_CONN;
+  if (exp.readOnly) f |= TF.READ_ONLY;
+  else f |= TF.SEND_TRIM | TF.SEND_WRITE_ZEROES | TF.SEND_FAST_ZERO;
+  return f;
+}
+
+export class NbdConnection {
+  private readonly q = new ByteQueue();
+  private waiter: { n: number; resolve: (b: Buffer) => void; reject: (e: Error) => void } | undefined;
+  private closed = false;
+  private structured = false;
+  private metaExport: string | undefined; // export the base:allocation context was selected for
+  private inflight = 0;
+  private inflightBytes = 0;
+  private idle: (() => void) | undefined;
+  private capacity: (() => void) | undefined;
+
+  constructor(
+    private readonly socket: Socket,
+    private readonly exports: ExportLookup,
+    private readonly log: Logger,
+  ) {
+    socket.on('data', (b: Buffer) => this.onData(b));
+    socket.on('end', () => this.fail(new Closed('client closed the connection')));
+    socket.on('close', () => this.fail(new Closed('connection closed')));
+    socket.on('error', (e) => this.fail(new Closed(`socket error: ${e.message}`)));
+    socket.on('drain', () => this.wakeCapacity());
+  }
+
+  /** Runs the connection to its end; never throws. */
+  async run(): Promise<void> {
+    try {
+      const exp = await this.handshake();
+      if (exp) await this.transmission(exp);
+    } catch (e) {
+      if (!(e instanceof Closed)) this.close(`internal error: ${(e as Error).message}`);
+    }
+  }
+
+  private onData(b: Buffer): void {
+    this.q.push(b);
+    if (this.q.length > MAX_BUFFERED) this.socket.pause();
+    const w = this.waiter;
+    if (w && this.q.length >= w.n) {
+      this.waiter = undefined;
+      w.resolve(this.q.take(w.n));
+    }
+  }
+
+  private fail(e: Error): void {
+    this.closed = true;
+    const w = this.waiter;
+    this.waiter = undefined;
+    w?.reject(e);
+    this.wakeCapacity();
+  }
+
+  private read(n: number): Promise<Buffer> {
+    if (this.closed) return Promise.reject(new Closed('connection closed'));
+    if (this.q.length < MAX_BUFFERED / 2 && this.socket.isPaused()) this.socket.resume();
+    if (this.q.length >= n) return Promise.resolve(this.q.take(n));
+    return new Promise((resolve, reject) => {
+      this.waiter = { n, resolve, reject };
+    });
+  }
+
+  /** Logs why and closes; the server and other connections carry on. */
+  private close(reason: string, level: 'warn' | 'debug' = 'warn'): void {
+    if (!this.closed) this.log[level]({ reason }, 'closing NBD connection');
+    this.closed = true;
+    this.socket.destroy();
+    this.fail(new Closed(reason));
+  }
+
+  private send(...bufs: Buffer[]): void {
+    if (this.closed) return;
+    if (bufs.length === 1) {
+      this.socket.write(bufs[0]);
+      return;
+    }
+    this.socket.cork();
+    for (const b of bufs) this.socket.write(b);
+    this.socket.uncork();
+  }
+
+  private reply(option: number, type: number, data?: Buffer): void {
+    this.send(encodeOptionReply(option, type, data));
+  }
+
+  private replyError(option: number, type: number, message: string): void {
+    this.log.debug({ option, message }, 'NBD option refused');
+    this.reply(option, type, Buffer.from(message, 'utf8'));
+  }
+
+  // ---- handshake ----------------------------------------------------------
+
+  private async handshake(): Promise<NbdExport | undefined> {
+    this.send(encodeGreeting());
+    const clientFlags = (await this.read(4)).readUInt32BE(0);
+    if (clientFlags & ~(FLAG_C_FIXED_NEWSTYLE | FLAG_C_NO_ZEROES)) {
+      this.close(`unknown client flags 0x${clientFlags.toString(16)}`);
+      return undefined;
+    }
+    const fixed = (clientFlags & FLAG_C_FIXED_NEWSTYLE) !== 0;
+    const noZeroes = (clientFlags & FLAG_C_NO_ZEROES) !== 0;
+    for (;;) {
+      const hdr = parseOptionHeader(await this.read(16));
+      if (typeof hdr === 'string') {
+        this.close(hdr);
+        return undefined;
+      }
+      if (hdr.length > MAX_OPTION_LENGTH) {
+        this.close(`option ${hdr.option} length ${hdr.length} exceeds the limit of ${MAX_OPTION_LENGTH}`);
+        return undefined;
+      }
+      const data = await this.read(hdr.length);
+      if (!fixed && hdr.option !== OPT.EXPORT_NAME) {
+        this.close(`option ${hdr.option} from a client without fixed newstyle`);
+        return undefined;
+      }
+      const exp = this.option(hdr.option, data, noZeroes);
+      if (exp === 'abort') {
+        this.close('client aborted the handshake', 'debug');
+        return undefined;
+      }
+      if (exp) return exp;
+    }
+  }
+
+  /** Handles one option; returns the export when transmission starts. */
+  private option(option: number, data: Buffer, noZeroes: boolean): NbdExport | 'abort' | undefined {
+    switch (option) {
+      case OPT.EXPORT_NAME: {
+        const name = data.toString('utf8');
+        const exp = this.exports.get(name);
+        if (!exp) {
+          this.close(`NBD_OPT_EXPORT_NAME: no export named '${name}'`);
+          return 'abort';
+        }
+        this.send(encodeExportNameReply(exp.size, transmissionFlags(exp), noZeroes));
+        return exp;
+      }
+      case OPT.ABORT:
+        this.reply(option, REP.ACK);
+        return 'abort';
+      case OPT.LIST:
+        if (data.length) {
+          this.replyError(option, REP.ERR_INVALID, 'NBD_OPT_LIST takes no data');
+          return undefined;
+        }
+        for (const e of this.exports.list()) this.reply(option, REP.SERVER, encodeServerEntry(e.name));
+        this.reply(option, REP.ACK);
+        return undefined;
+      case OPT.INFO:
+      case OPT.GO: {
+        const req = parseGoRequest(data);
+        if (typeof req === 'string') {
+          this.replyError(option, REP.ERR_INVALID, req);
+          return undefined;
+        }
+        const exp = this.exports.get(req.name);
+        if (!exp) {
+          this.replyError(option, REP.ERR_UNKNOWN, `no export named '${req.name}'`);
+          return undefined;
+        }
+        this.reply(option, REP.INFO, encodeInfoExport(exp.size, transmissionFlags(exp)));
+        this.reply(option, REP.INFO, encodeInfoBlockSize(1, PREFERRED_BLOCK, MAX_PAYLOAD));
+        if (req.infos.includes(INFO.NAME)) {
+          const n = Buffer.from(exp.name, 'utf8');
+          const b = Buffer.alloc(2 + n.length);
+          b.writeUInt16BE(INFO.NAME, 0);
+          n.copy(b, 2);
+          this.reply(option, REP.INFO, b);
+        }
+        this.reply(option, REP.ACK);
+        if (option === OPT.INFO) return undefined;
+        // Block status is only valid for the export the context was selected for.
+        if (this.metaExport !== undefined && this.exports.get(this.metaExport) !== exp) this.metaExport = undefined;
+        return exp;
+      }
+      case OPT.STRUCTURED_REPLY:
+        if (data.length) {
+          this.replyError(option, REP.ERR_INVALID, 'NBD_OPT_STRUCTURED_REPLY takes no data');
+          return undefined;
+        }
+        this.structured = true;
+        this.reply(option, REP.ACK);
+        return undefined;
+      case OPT.LIST_META_CONTEXT:
+      case OPT.SET_META_CONTEXT:
+        this.metaContext(option, data);
+        return undefined;
+      default:
+        this.replyError(option, REP.ERR_UNSUP, `option ${option} is not supported`);
+        return undefined;
+    }
+  }
+
+  private metaContext(option: number, data: Buffer): void {
+    const set = option === OPT.SET_META_CONTEXT;
+    if (set) this.metaExport = undefined; // SET replaces the selection, even when it fails
+    if (!this.structured) {
+      this.replyError(option, REP.ERR_INVALID, 'negotiate NBD_OPT_STRUCTURED_REPLY first');
+      return;
+    }
+    const req = parseMetaContextRequest(data);
+    if (typeof req === 'string') {
+      this.replyError(option, REP.ERR_INVALID, req);
+      return;
+    }
+    if (!this.exports.get(req.name)) {
+      this.replyError(option, REP.ERR_UNKNOWN, `no export named '${req.name}'`);
+      return;
+    }
+    const matches = set
+      ? req.queries.some((q) => q === BASE_ALLOCATION)
+      : req.queries.length === 0 || req.queries.some((q) => q === BASE_ALLOCATION || q === 'base:');
+    if (matches) {
+      this.reply(option, REP.META_CONTEXT, encodeMetaContext(set ? BASE_ALLOCATION_ID : 0, BASE_ALLOCATION));
+      if (set) this.metaExport = req.name;
+    }
+    this.reply(option, REP.ACK);
+  }
+
+  // ---- transmission -------------------------------------------------------
+
+  private async transmission(exp: NbdExport): Promise<void> {
+    this.log.debug({ export: exp.name }, 'NBD transmission phase');
+    for (;;) {
+      while (!this.closed && (this.inflightBytes > MAX_BUFFERED || this.socket.writableLength > MAX_BUFFERED)) {
+        await new Promise<void>((r) => {
+          this.capacity = r;
+        });
+      }
+      const req = parseRequest(await this.read(REQUEST_HEADER_SIZE));
+      if (typeof req === 'string') {
+        this.close(req);
+        return;
+      }
+      if (req.type === CMD.DISC) {
+        await this.drain();
+        this.close('client disconnected', 'debug');
+        return;
+      }
+      let payload: Buffer | undefined;
+      if (req.type === CMD.WRITE) {
+        if (req.length > MAX_PAYLOAD) {
+          this.close(`write of ${req.length} bytes exceeds the maximum payload of ${MAX_PAYLOAD}`);
+          return;
+        }
+        payload = await this.read(req.length);
+      }
+      this.dispatch(exp, req, payload);
+    }
+  }
+
+  private dispatch(exp: NbdExport, req: Request, payload: Buffer | undefined): void {
+    const bytes = req.type === CMD.WRITE || req.type === CMD.READ ? req.length : 0;
+    this.inflight++;
+    this.inflightBytes += bytes;
+    this.serve(exp, req, payload)
+      .catch((e) => {
+        const code = nbdErrorCode(e);
+        if (!(e instanceof NbdError)) this.log.error({ err: e, type: req.type, offset: req.offset }, 'NBD request failed');
+        this.sendError(req, code, (e as Error).message);
+      })
+      .finally(() => {
+        this.inflight--;
+        this.inflightBytes -= bytes;
+        this.wakeCapacity();
+        if (this.inflight === 0) this.idle?.();
+      });
+  }
+
+  private wakeCapacity(): void {
+    const c = this.capacity;
+    this.capacity = undefined;
+    c?.();
+  }
+
+  private drain(): Promise<void> {
+    if (this.inflight === 0) return Promise.resolve();
+    return new Promise((r) => {
+      this.idle = r;
+    });
+  }
+
+  private sendError(req: Request, code: number, message: string): void {
+    if (this.structured) this.send(encodeStructuredError(req.cookie, code, message));
+    else this.send(encodeSimpleReply(req.cookie, code));
+  }
+
+  private ok(req: Request): void {
+    this.send(encodeSimpleReply(req.cookie, 0));
+  }
+
+  private async serve(exp: NbdExport, req: Request, payload: Buffer | undefined): Promise<void> {
+    const { offset, length, flags } = req;
+    const end = offset + length;
+    const fua = (flags & CMD_FLAG.FUA) !== 0;
+    const writes = req.type === CMD.WRITE || req.type === CMD.WRITE_ZEROES || req.type === CMD.TRIM;
+    if (writes && exp.readOnly) throw new NbdError(NBD_ERR.EPERM, `export '${exp.name}' is read-only`);
+    if (end > exp.size) {
+      const code = req.type === CMD.WRITE || req.type === CMD.WRITE_ZEROES ? NBD_ERR.ENOSPC : NBD_ERR.EINVAL;
+      throw new NbdError(code, `request [${offset}, ${end}) is beyond the export size ${exp.size}`);
+    }
+    switch (req.type) {
+      case CMD.READ: {
+        if (length > MAX_PAYLOAD) {
+          throw new NbdError(NBD_ERR.EINVAL, `read of ${length} bytes exceeds the maximum payload`);
+        }
+        const data = length ? await exp.read(offset, length) : Buffer.alloc(0);
+        if (this.structured) {
+          if (length === 0) this.ok(req);
+          else this.send(encodeOffsetDataHeader(req.cookie, offset, data.length), data);
+        } else this.send(encodeSimpleReply(req.cookie, 0), data);
+        return;
+      }
+      case CMD.WRITE:
+        if (length) await exp.write(offset, payload!, fua);
+        this.ok(req);
+        return;
+      case CMD.FLUSH:
+        await exp.flush();
+        this.ok(req);
+        return;
+      case CMD.TRIM:
+        if (length) await exp.trim(offset, length, fua);
+        this.ok(req);
+        return;
+      case CMD.WRITE_ZEROES:
+        if (flags & CMD_FLAG.FAST_ZERO && !exp.fastZero) {
+          throw new NbdError(NBD_ERR.ENOTSUP, 'fast zeroing is not possible on this export');
+        }
+        if (length) await exp.writeZeroes(offset, length, { noHole: (flags & CMD_FLAG.NO_HOLE) !== 0, fua });
+        this.ok(req);
+        return;
+      case CMD.CACHE:
+        this.ok(req);
+        return;
+      case CMD.BLOCK_STATUS: {
+        if (this.metaExport === undefined || !this.structured) {
+          throw new NbdError(NBD_ERR.EINVAL, 'no metadata context was selected');
+        }
+        if (length === 0) throw new NbdError(NBD_ERR.EINVAL, 'block status of zero length');
+        const one = (flags & CMD_FLAG.REQ_ONE) !== 0;
+        const extents = await exp.blockStatus(offset, length);
+        const out: StatusExtent[] = [];
+        for (const e of extents) {
+          const flagsOut = e.hole ? STATE_HOLE | STATE_ZERO : 0;
+          const last = out.at(-1);
+          if (last && last.flags === flagsOut) last.length += e.length;
+          else out.push({ length: e.length, flags: flagsOut });
+          if (out.length >= MAX_STATUS_EXTENTS) break;
+        }
+        if (out.length === 0) out.push({ length, flags: 0 });
+        this.send(encodeBlockStatus(req.cookie, BASE_ALLOCATION_ID, one ? out.slice(0, 1) : out));
+        return;
+      }
+      default:
+        throw new NbdError(NBD_ERR.EINVAL, `unknown command ${req.type}`);
+    }
+  }
+}

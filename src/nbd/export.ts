@@ -1,0 +1,34 @@
+// What the NBD server serves: anything that implements this (an agent's captured
+// disk, a plain file, later a point-in-time view).
+import type { Extent } from '../storage/block-store.js';
+
+export interface NbdExport {
+  readonly name: string;
+  readonly size: number;
+  readonly readOnly: boolean;
+  /** Write-zeroes can be done faster than writing zeroes (NBD_CMD_FLAG_FAST_ZERO). */
+  readonly fastZero: boolean;
+  /** Optional human-readable description for NBD_OPT_LIST / NBD_INFO_DESCRIPTION. */
+  readonly description?: string;
+  read(offset: number, length: number): Promise<Buffer>;
+  write(offset: number, data: Buffer, fua: boolean): Promise<void>;
+  writeZeroes(offset: number, length: number, opts: { noHole: boolean; fua: boolean }): Promise<void>;
+  trim(offset: number, length: number, fua: boolean): Promise<void>;
+  /** Makes every write acknowledged so far, on any connection, durable. */
+  flush(): Promise<void>;
+  blockStatus(offset: number, length: number): Extent[] | Promise<Extent[]>;
+}
+
+/** A lookup from export name ("" = the default export) to the export. */
+export type ExportLookup = {
+  get(name: string): NbdExport | undefined;
+  list(): NbdExport[];
+};
+
+export function exportMap(exports: NbdExport[]): ExportLookup {
+  const byName = new Map(exports.map((e) => [e.name, e]));
+  return {
+    get: (name) => (name === '' ? exports[0] : byName.get(name)),
+    list: () => exports,
+  };
+}

@@ -2,7 +2,7 @@
 // captured by the agent, a real ext4 file system written through it, then the
 // proof that the change log alone rebuilds that file system at a chosen point.
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { truncate } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -47,6 +47,9 @@ export async function runCaptureDrill(o: DrillOptions): Promise<DrillResult> {
   const base = join(work, 'base.img');
   const fuseDir = join(work, 'fuse');
   const mnt = join(work, 'mnt');
+  // A drill always starts from nothing: leftovers of an earlier run would be
+  // taken for a crashed agent and redone, which is not what a drill shows.
+  for (const old of ['agent', 'source']) rmSync(join(work, old), { recursive: true, force: true });
   for (const d of [fuseDir, mnt]) mkdirSync(d, { recursive: true });
   writeFileSync(disk, '');
   await truncate(disk, o.diskBytes);

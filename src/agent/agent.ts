@@ -72,17 +72,27 @@ export class Agent {
 
   static async open(opts: AgentOptions): Promise<Agent> {
     const { dataDir, logger } = opts;
-    mkdirSync(join(dataDir, 'dirty'), { recursive: true });
     const prior = await loadState(dataDir);
     const state = prior ?? newState();
     const names = new Set<string>();
+    const stores: { spec: DiskSpec; store: BlockStore }[] = [];
     const captured: CapturedDisk[] = [];
     const plain: { name: string; store: BlockStore }[] = [];
     try {
+      // Every disk must open before anything is written to the data dir.
       for (const spec of opts.disks) {
         if (names.has(spec.name)) throw new Error(`disk name '${spec.name}' given twice`);
         names.add(spec.name);
-        const store = await BlockStore.open(spec.path, { readOnly: spec.readOnly });
+        try {
+          stores.push({ spec, store: await BlockStore.open(spec.path, { readOnly: spec.readOnly }) });
+        } catch (e) {
+          const err = e as NodeJS.ErrnoException;
+          const why = err.code === 'ENOENT' ? 'no such file or device' : err.message;
+          throw new Error(`disk '${spec.name}': cannot open ${spec.path}: ${why}`);
+        }
+      }
+      mkdirSync(join(dataDir, 'dirty'), { recursive: true });
+      for (const { spec, store } of stores) {
         if (spec.readOnly) {
           plain.push({ name: spec.name, store });
           continue;
@@ -92,8 +102,7 @@ export class Agent {
         captured.push({ record, store, bitmap, locks: new RangeLock() });
       }
     } catch (e) {
-      for (const d of captured) await d.store.close();
-      for (const p of plain) await p.store.close();
+      for (const s of stores) await s.store.close();
       throw e;
     }
     const log = await ChangeLog.open(join(dataDir, 'log'), {

@@ -29,7 +29,9 @@ export function currentBootId(): string {
   try {
     return readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
   } catch {
-    return 'unknown';
+    // Without a boot id a reboot cannot be told from a process crash: assume the
+    // worst (a different boot), which forces a resync instead of trusting the log.
+    return `unknown-${process.pid}-${Date.now()}`;
   }
 }
 

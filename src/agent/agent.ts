@@ -22,6 +22,7 @@ import {
   saveState,
 } from './agent-state.js';
 import { CaptureExport } from './capture-export.js';
+import { type DataDirLock, lockDataDir } from './data-dir-lock.js';
 import { RangeLock } from './range-lock.js';
 import { redoLogTail } from './redo.js';
 import { SyncCoalescer } from './sync-coalescer.js';
@@ -58,6 +59,10 @@ export class Agent {
   private persistTimer: NodeJS.Timeout | undefined;
   private persistedWatermark = 0;
   private closed = false;
+  private closing = false;
+  private logFullWarned = false;
+  /** Changes between their log append and their disk write: a clean stop waits for them. */
+  private readonly inflight = new Set<Promise<void>>();
 
   private constructor(
     readonly dataDir: string,
@@ -66,6 +71,7 @@ export class Agent {
     readonly captured: CapturedDisk[],
     private readonly plain: { name: string; store: BlockStore }[],
     private readonly logger: Logger,
+    private readonly lock: DataDirLock,
   ) {
     this.syncer = new SyncCoalescer(() => this.syncAll());
   }
@@ -76,6 +82,7 @@ export class Agent {
     const state = prior ?? newState();
     const names = new Set<string>();
     const stores: { spec: DiskSpec; store: BlockStore }[] = [];
+    let lock: DataDirLock | undefined;
     const captured: CapturedDisk[] = [];
     const plain: { name: string; store: BlockStore }[] = [];
     try {
@@ -92,6 +99,7 @@ export class Agent {
         }
       }
       mkdirSync(join(dataDir, 'dirty'), { recursive: true });
+      lock = lockDataDir(dataDir);
       for (const { spec, store } of stores) {
         if (spec.readOnly) {
           plain.push({ name: spec.name, store });
@@ -103,6 +111,7 @@ export class Agent {
       }
     } catch (e) {
       for (const s of stores) await s.store.close();
+      lock?.release();
       throw e;
     }
     const log = await ChangeLog.open(join(dataDir, 'log'), {
@@ -110,8 +119,17 @@ export class Agent {
       segmentBytes: opts.segmentBytes ?? DEFAULT_SEGMENT_BYTES,
       logger,
     });
-    if (prior && !prior.clean) await recoverFromCrash(prior, log, captured, logger);
-    const agent = new Agent(dataDir, state, log, captured, plain, logger);
+    if (prior && !prior.clean) {
+      try {
+        await recoverFromCrash(prior, log, captured, logger);
+      } catch (e) {
+        await log.close();
+        for (const s of stores) await s.store.close();
+        lock!.release();
+        throw e;
+      }
+    }
+    const agent = new Agent(dataDir, state, log, captured, plain, logger, lock!);
     agent.watermark = log.nextSeq - 1;
     state.clean = false;
     state.bootId = currentBootId();
@@ -189,12 +207,34 @@ export class Agent {
         this.complete(seq); // nothing of it is in the log; the bitmap below covers the range
       }
     }
+    if (!this.logFullWarned) {
+      this.logFullWarned = true;
+      this.logger.warn(
+        { logBytes: this.log.bytes, limit: this.log.maxBytes, disk: disk.record.name },
+        'change log full or failing: further changes are marked resync required in the dirty bitmap',
+      );
+    }
     await disk.bitmap.mark(offset, length);
     return undefined;
   }
 
   /** Applies one change: log first, then the disk, overlapping changes strictly in log order. */
-  async change(
+  change(
+    disk: CapturedDisk,
+    type: NewRecordType,
+    offset: number,
+    length: number,
+    opts: { data?: Buffer; noHole?: boolean; fua?: boolean },
+  ): Promise<void> {
+    if (this.closing) return Promise.reject(new Error('the agent is stopping'));
+    const p = this.applyChange(disk, type, offset, length, opts);
+    this.inflight.add(p);
+    const forget = () => this.inflight.delete(p);
+    p.then(forget, forget);
+    return p;
+  }
+
+  private async applyChange(
     disk: CapturedDisk,
     type: NewRecordType,
     offset: number,
@@ -250,11 +290,17 @@ export class Agent {
   }
 
   private async syncAll(): Promise<void> {
+    let logFailed = false;
     await Promise.all([
-      this.log.sync().catch((e) => this.logger.error({ err: e }, 'change log sync failed')),
+      this.log.sync().catch((e) => {
+        logFailed = true;
+        this.logger.error({ err: e }, 'change log sync failed: every disk is marked resync required');
+      }),
       ...this.captured.map((d) => d.store.sync()),
-      ...this.captured.map((d) => d.bitmap.sync()),
     ]);
+    // Acknowledged changes may be missing from the log now: no range can be trusted.
+    if (logFailed) for (const d of this.captured) await d.bitmap.markAll();
+    await Promise.all(this.captured.map((d) => d.bitmap.sync()));
   }
 
   /** A live summary: what `rebound agent log` prints for a running agent. */
@@ -278,7 +324,10 @@ export class Agent {
 
   /** Clean stop: everything durable, the state marked clean. */
   async close(): Promise<void> {
-    if (this.closed) return;
+    if (this.closed || this.closing) return;
+    this.closing = true;
+    // Every change already in its log-then-disk path finishes before the stop is called clean.
+    await Promise.allSettled([...this.inflight]);
     await this.flush();
     this.closed = true;
     clearInterval(this.persistTimer);
@@ -291,6 +340,7 @@ export class Agent {
     this.state.clean = true;
     this.state.appliedThrough = this.watermark;
     saveState(this.dataDir, this.state);
+    this.lock.release();
     this.logger.info({ appliedThrough: this.watermark }, 'agent stopped cleanly');
   }
 }
@@ -314,6 +364,7 @@ async function recoverFromCrash(
     return;
   }
   const from = Math.max(prior.appliedThrough, log.trimmedThrough) + 1;
-  const n = await redoLogTail(log, from, disks, logger);
+  const names = new Map(prior.disks.map((d) => [d.id, d.name]));
+  const n = await redoLogTail(log, from, disks, names);
   logger.warn({ from, records: n }, 'agent restarted after a crash: redid the change-log tail onto the disks');
 }

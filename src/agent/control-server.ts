@@ -44,7 +44,13 @@ export function callAgent(dataDir: string, method: string, path: string): Promis
       res.on('data', (c) => {
         text += c;
       });
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text || '{}') }));
+      res.on('end', () => {
+        try {
+          resolve({ status: res.statusCode ?? 0, body: JSON.parse(text || '{}') });
+        } catch {
+          reject(new Error(`the agent at ${controlSocketPath(dataDir)} answered ${res.statusCode} with invalid JSON`));
+        }
+      });
     });
     req.on('error', (e) =>
       reject(new Error(`no running agent answers at ${controlSocketPath(dataDir)}: ${e.message}`)),

@@ -1,5 +1,4 @@
 // Redo of the change-log tail onto the disks after a process crash.
-import type { Logger } from 'pino';
 import type { ChangeLog } from '../changelog/change-log.js';
 import { RecordType } from '../changelog/record.js';
 import type { CapturedDisk } from './agent.js';
@@ -12,7 +11,8 @@ export async function redoLogTail(
   log: ChangeLog,
   from: number,
   disks: CapturedDisk[],
-  logger: Logger,
+  /** Names of every disk the agent ever captured, by id (for the error message). */
+  names: Map<number, string>,
 ): Promise<number> {
   const byId = new Map(disks.map((d) => [d.record.id, d]));
   let n = 0;
@@ -20,8 +20,11 @@ export async function redoLogTail(
     if (r.type === RecordType.Flush || r.type === RecordType.Bookmark) continue;
     const disk = byId.get(r.disk);
     if (!disk) {
-      logger.warn({ seq: r.seq, disk: r.disk }, 'redo: record for a disk that is not served now; skipped');
-      continue;
+      // Skipping would lose the change for good (the watermark moves past it).
+      throw new Error(
+        `the change log holds changes not yet applied to disk '${names.get(r.disk) ?? `id ${r.disk}`}' ` +
+          `(from seq ${r.seq}), which was not given: start the agent with every disk it captured before the crash`,
+      );
     }
     if (disk.bitmap.isDirty(r.offset, r.length)) continue;
     if (r.type === RecordType.Write) await disk.store.write(r.payload, r.offset);

@@ -58,6 +58,7 @@ function fsyncDir(dir: string): void {
 }
 
 export class ChangeLog {
+  private rotation: Promise<void> | undefined;
   /** Closed segments, oldest first, then the current one last. */
   private segments: Segment[] = [];
   private fh: FileHandle | undefined; // the current (last) segment, open for appending
@@ -126,6 +127,8 @@ export class ChangeLog {
     if (last) {
       this._nextSeq = Math.max(this._nextSeq, last.firstSeq);
       await this.recoverTail(last);
+      // Never hand out a sequence number again that was trimmed (its records are gone).
+      this._nextSeq = Math.max(this._nextSeq, this._trimmedThrough + 1);
     }
     this._lastWritten = this._nextSeq - 1;
     if (!this.opts.readOnly && last) this.fh = await open(last.path, 'r+');
@@ -250,9 +253,15 @@ export class ChangeLog {
   /** Closes the current segment (durably) and starts a new one named for firstSeq. */
   private async rotate(firstSeq: number): Promise<Segment> {
     if (this.fh) {
-      await this.fh.sync();
-      await this.fh.close();
+      // Detach the handle first so no sync() starts on a closing file; sync() waits on this instead.
+      const old = this.fh;
       this.fh = undefined;
+      this.rotation = old.sync().then(() => old.close());
+      try {
+        await this.rotation;
+      } finally {
+        this.rotation = undefined;
+      }
     }
     const seg: Segment = { firstSeq, path: join(this.dir, segmentName(firstSeq)), bytes: 0 };
     this.fh = await open(seg.path, 'wx');
@@ -264,6 +273,8 @@ export class ChangeLog {
   /** Makes every record written so far durable. Earlier segments were synced when closed. */
   async sync(): Promise<void> {
     if (this.failed) throw this.failed;
+    // A rotation in progress makes the old segment durable before closing it.
+    if (this.rotation) await this.rotation;
     await this.fh?.datasync();
   }
 

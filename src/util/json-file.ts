@@ -1,6 +1,7 @@
 // Small JSON state files, replaced atomically (write to a temporary file, fsync, rename).
 import { closeSync, fsyncSync, openSync, renameSync, writeSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
 
 export async function readJsonFile<T>(path: string): Promise<T | undefined> {
   try {
@@ -21,4 +22,11 @@ export function writeJsonFileSync(path: string, value: unknown): void {
     closeSync(fd);
   }
   renameSync(tmp, path);
+  // The rename itself must survive a power loss, or an older state could come back.
+  const dir = openSync(dirname(path), 'r');
+  try {
+    fsyncSync(dir);
+  } finally {
+    closeSync(dir);
+  }
 }

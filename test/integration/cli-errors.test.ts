@@ -57,4 +57,17 @@ describe('CLI errors', { timeout: 60_000 }, () => {
     assert.equal(r.code, 1);
     assert.match(r.stderr, /--to 'five' is not a sequence number/);
   });
+
+  test('a second agent on the same data dir is refused, naming the first', async () => {
+    const dataDir = join(dir, 'locked');
+    const disk = sparseImage(join(dir, 'locked.img'), 1024 * 1024);
+    const first = await startAgent(['--data-dir', dataDir, '--disk', `disk0=${disk}`]);
+    try {
+      const r = await runCli(['agent', 'serve', '--data-dir', dataDir, '--disk', `disk0=${disk}`, '--listen', '127.0.0.1:0']);
+      assert.equal(r.code, 1);
+      assert.match(r.stderr, new RegExp(`data dir .* is in use by another agent \\(pid ${first.child.pid}\\)`));
+    } finally {
+      assert.equal(await first.stop(), 0);
+    }
+  });
 });

@@ -127,6 +127,11 @@ describe('agent crash loop (SIGKILL under write load)', { timeout: 300_000 }, ()
       await new Promise((r) => setTimeout(r, 100 + rand() * 400));
       stop = true; // no new requests; those in flight meet the kill
       await running.kill();
+      const errors = running
+        .stderr()
+        .split('\n')
+        .filter((l) => /"level":(50|60)/.test(l));
+      assert.deepEqual(errors, [], `round ${round}: the agent logged no errors before the kill`);
       await load;
       for (const c of clients) c.destroy();
 

@@ -9,6 +9,7 @@ import { DirtyBitmap } from '../changelog/dirty-bitmap.js';
 import { markerPayload, RecordType } from '../changelog/record.js';
 
 type NewRecordType = RecordType.Write | RecordType.Zero | RecordType.Trim;
+
 import type { NbdExport } from '../nbd/export.js';
 import { BlockStore } from '../storage/block-store.js';
 import { FileExport } from '../storage/file-export.js';
@@ -261,11 +262,22 @@ export class Agent {
   }
 
   /** Appends a marker (crash-consistent flush point or named bookmark), then makes everything durable. */
-  private async marker(type: RecordType.Flush | RecordType.Bookmark, tag?: string): Promise<number | undefined> {
+  private async marker(
+    type: RecordType.Flush | RecordType.Bookmark,
+    tag?: string,
+  ): Promise<number | undefined> {
     let seq: number | undefined;
     const payload = markerPayload(this.watermark, tag);
     if (this.log.hasRoom(payload.length, true)) {
-      const appended = this.log.append({ type, flags: 0, disk: 0, time: Date.now(), offset: 0, length: 0, payload });
+      const appended = this.log.append({
+        type,
+        flags: 0,
+        disk: 0,
+        time: Date.now(),
+        offset: 0,
+        length: 0,
+        payload,
+      });
       try {
         await appended.written;
         seq = appended.seq;
@@ -366,5 +378,8 @@ async function recoverFromCrash(
   const from = Math.max(prior.appliedThrough, log.trimmedThrough) + 1;
   const names = new Map(prior.disks.map((d) => [d.id, d.name]));
   const n = await redoLogTail(log, from, disks, names);
-  logger.warn({ from, records: n }, 'agent restarted after a crash: redid the change-log tail onto the disks');
+  logger.warn(
+    { from, records: n },
+    'agent restarted after a crash: redid the change-log tail onto the disks',
+  );
 }

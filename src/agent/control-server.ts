@@ -24,7 +24,8 @@ export async function startControlServer(agent: Agent): Promise<Server> {
         const tag = url.searchParams.get('tag');
         if (!tag) return send(400, { error: 'query parameter tag is required' });
         const seq = await agent.bookmark(tag);
-        if (seq === undefined) return send(507, { error: 'change log is full or failing: bookmark not recorded' });
+        if (seq === undefined)
+          return send(507, { error: 'change log is full or failing: bookmark not recorded' });
         return send(201, { seq, tag });
       }
       send(404, { error: `no such endpoint: ${req.method} ${url.pathname}` });
@@ -36,8 +37,18 @@ export async function startControlServer(agent: Agent): Promise<Server> {
   return server;
 }
 
+/** What the control API answers: an error, or the endpoint's fields. */
+export interface ControlReply {
+  error?: string;
+  [field: string]: unknown;
+}
+
 /** Calls a running agent's control API. */
-export function callAgent(dataDir: string, method: string, path: string): Promise<{ status: number; body: any }> {
+export function callAgent(
+  dataDir: string,
+  method: string,
+  path: string,
+): Promise<{ status: number; body: ControlReply }> {
   return new Promise((resolve, reject) => {
     const req = request({ socketPath: controlSocketPath(dataDir), method, path }, (res) => {
       let text = '';
@@ -48,7 +59,11 @@ export function callAgent(dataDir: string, method: string, path: string): Promis
         try {
           resolve({ status: res.statusCode ?? 0, body: JSON.parse(text || '{}') });
         } catch {
-          reject(new Error(`the agent at ${controlSocketPath(dataDir)} answered ${res.statusCode} with invalid JSON`));
+          reject(
+            new Error(
+              `the agent at ${controlSocketPath(dataDir)} answered ${res.statusCode} with invalid JSON`,
+            ),
+          );
         }
       });
     });

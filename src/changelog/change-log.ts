@@ -2,14 +2,14 @@
 // records, one sequence space per machine. Appends are group-committed (one
 // writev per batch, in sequence order); sync() makes everything appended so far
 // durable; a torn tail is cut on open. See docs/formats.md.
-import { readdir, unlink } from 'node:fs/promises';
-import { mkdirSync, openSync, closeSync, fsyncSync } from 'node:fs';
-import { type FileHandle, open } from 'node:fs/promises';
+
+import { closeSync, fsyncSync, mkdirSync, openSync } from 'node:fs';
+import { type FileHandle, open, readdir, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
+import { readJsonFile, writeJsonFileSync } from '../util/json-file.js';
 import { encodeHeader, HEADER_SIZE, type LogRecord, type RecordHeader } from './record.js';
 import { SegmentReader } from './segment-reader.js';
-import { readJsonFile, writeJsonFileSync } from '../util/json-file.js';
 
 export interface ChangeLogOptions {
   /** Log size limit in bytes; appends beyond it are refused (the caller overflows to a bitmap). */
@@ -197,7 +197,13 @@ export class ChangeLog {
       reject(this.failed);
       return { seq, written };
     }
-    this.queue.push({ bufs: rec.payload.length ? [header, rec.payload] : [header], bytes, seq, resolve, reject });
+    this.queue.push({
+      bufs: rec.payload.length ? [header, rec.payload] : [header],
+      bytes,
+      seq,
+      resolve,
+      reject,
+    });
     this.queuedBytes += bytes;
     this.kick();
     return { seq, written };
@@ -243,7 +249,10 @@ export class ChangeLog {
       // The log volume failed (e.g. ENOSPC): refuse this batch and everything after it.
       // Callers fall back to the dirty bitmap; the partial tail is cut on the next open.
       this.failed = e as Error;
-      this.opts.logger?.error({ err: e }, 'change log: append failed; further changes go to the dirty bitmap');
+      this.opts.logger?.error(
+        { err: e },
+        'change log: append failed; further changes go to the dirty bitmap',
+      );
       for (const p of [...batch, ...this.queue]) p.reject(this.failed);
       this.queuedBytes = 0;
       this.queue = [];

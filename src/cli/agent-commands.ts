@@ -15,7 +15,9 @@ import { parseSize } from '../util/size.js';
 import { collect, parseDiskSpec, parseHostPort, parseSeq } from './parse.js';
 
 export function registerAgentCommands(program: Command): void {
-  const agent = program.command('agent').description('the capture agent (Mobility service) of a protected machine');
+  const agent = program
+    .command('agent')
+    .description('the capture agent (Mobility service) of a protected machine');
 
   agent
     .command('serve')
@@ -66,7 +68,9 @@ export function registerAgentCommands(program: Command): void {
       };
       process.on('SIGTERM', () => void stop('SIGTERM'));
       process.on('SIGINT', () => void stop('SIGINT'));
-      console.log(`agent ready: ${urls.join(' ')} exports ${disks.map((d) => d.name).join(',')} machine ${a.machineId}`);
+      console.log(
+        `agent ready: ${urls.join(' ')} exports ${disks.map((d) => d.name).join(',')} machine ${a.machineId}`,
+      );
     });
 
   agent
@@ -106,12 +110,21 @@ export function registerAgentCommands(program: Command): void {
       const state = await loadState(o.dataDir);
       if (!state) throw new Error(`${o.dataDir} is not an agent data dir (no agent.json)`);
       const disk = state.disks.find((d) => d.name === o.disk);
-      if (!disk) throw new Error(`no disk named '${o.disk}' in ${o.dataDir} (disks: ${state.disks.map((d) => d.name).join(', ')})`);
+      if (!disk)
+        throw new Error(
+          `no disk named '${o.disk}' in ${o.dataDir} (disks: ${state.disks.map((d) => d.name).join(', ')})`,
+        );
       const to = parseSeq(o.to, '--to');
       const from = parseSeq(o.from, '--from');
-      const changeLog = await ChangeLog.open(join(o.dataDir, 'log'), { maxBytes: 0, segmentBytes: 0, readOnly: true });
+      const changeLog = await ChangeLog.open(join(o.dataDir, 'log'), {
+        maxBytes: 0,
+        segmentBytes: 0,
+        readOnly: true,
+      });
       if (from <= changeLog.trimmedThrough) {
-        throw new Error(`--from ${from} is already trimmed from the log (trimmed through ${changeLog.trimmedThrough})`);
+        throw new Error(
+          `--from ${from} is already trimmed from the log (trimmed through ${changeLog.trimmedThrough})`,
+        );
       }
       let target = o.base;
       if (o.out) {

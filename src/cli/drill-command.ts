@@ -13,7 +13,8 @@ export function registerDrillCommand(program: Command): void {
     .option('--files <n>', 'files to write into the file system', '300')
     .action(async (o) => {
       const files = Number(o.files);
-      if (!Number.isInteger(files) || files < 1) throw new Error(`--files '${o.files}' is not a positive integer`);
+      if (!Number.isInteger(files) || files < 1)
+        throw new Error(`--files '${o.files}' is not a positive integer`);
       const r = await runCaptureDrill({
         workDir: o.workDir,
         diskBytes: parseSize(o.diskSize),

@@ -57,7 +57,11 @@ export async function runCaptureDrill(o: DrillOptions): Promise<DrillResult> {
   await truncate(base, o.diskBytes);
   o.say(`work dir ${work}: a sparse ${formatSize(o.diskBytes)} disk image`);
 
-  const agent = await Agent.open({ dataDir: join(work, 'agent'), disks: [{ name: 'disk0', path: disk }], logger: o.logger });
+  const agent = await Agent.open({
+    dataDir: join(work, 'agent'),
+    disks: [{ name: 'disk0', path: disk }],
+    logger: o.logger,
+  });
   const server = new NbdServer(exportMap(agent.exports()), o.logger);
   const addr = await server.listenTcp('127.0.0.1', 0);
   const url = `nbd://127.0.0.1:${addr.port}`;
@@ -77,7 +81,9 @@ export async function runCaptureDrill(o: DrillOptions): Promise<DrillResult> {
     await run('cp', ['-r', `${join(work, 'source')}/.`, mnt]);
     await run('sync', []);
     const bookmarkSeq = (await agent.bookmark('drill-files-written'))!;
-    o.say(`wrote ${o.files} files (${formatSize(bytes)}), synced; bookmark 'drill-files-written' at seq ${bookmarkSeq}`);
+    o.say(
+      `wrote ${o.files} files (${formatSize(bytes)}), synced; bookmark 'drill-files-written' at seq ${bookmarkSeq}`,
+    );
     await run('umount', [mnt]);
     mounted = false;
     await run('fusermount3', ['-u', fuseDir]);
@@ -97,7 +103,8 @@ export async function runCaptureDrill(o: DrillOptions): Promise<DrillResult> {
     try {
       for (const [name, sum] of sums) {
         const path = join(mnt, name);
-        if (existsSync(path) && createHash('sha256').update(readFileSync(path)).digest('hex') === sum) matching++;
+        if (existsSync(path) && createHash('sha256').update(readFileSync(path)).digest('hex') === sum)
+          matching++;
       }
     } finally {
       await run('umount', [mnt]);

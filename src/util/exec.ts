@@ -39,7 +39,11 @@ export function startBackground(cmd: string, args: string[]): ChildProcess {
   return spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
 }
 
-export async function waitFor(what: string, check: () => boolean | Promise<boolean>, ms = 10_000): Promise<void> {
+export async function waitFor(
+  what: string,
+  check: () => boolean | Promise<boolean>,
+  ms = 10_000,
+): Promise<void> {
   const deadline = Date.now() + ms;
   while (Date.now() < deadline) {
     if (await check()) return;

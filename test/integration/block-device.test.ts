@@ -52,6 +52,9 @@ describe('a block device behind the agent', { timeout: 120_000 }, () => {
     }
     const s = JSON.parse((await runCli(['agent', 'log', '--json', '--data-dir', dataDir])).stdout);
     assert.equal(s.disks[0].path, loop);
-    assert.ok(s.disks[0].writes > 0 && s.disks[0].zeroes === 1 && s.disks[0].trims === 0, JSON.stringify(s.disks[0]));
+    assert.ok(
+      s.disks[0].writes > 0 && s.disks[0].zeroes === 1 && s.disks[0].trims === 0,
+      JSON.stringify(s.disks[0]),
+    );
   });
 });

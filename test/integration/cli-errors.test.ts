@@ -12,7 +12,11 @@ describe('CLI errors', { timeout: 60_000 }, () => {
   after(cleanup);
 
   const cases: [string, string[], RegExp][] = [
-    ['a disk spec without =', ['agent', 'serve', '--data-dir', 'X', '--disk', 'bad'], /--disk 'bad' is not NAME=PATH/],
+    [
+      'a disk spec without =',
+      ['agent', 'serve', '--data-dir', 'X', '--disk', 'bad'],
+      /--disk 'bad' is not NAME=PATH/,
+    ],
     [
       'a missing disk file',
       ['agent', 'serve', '--data-dir', 'X', '--disk', 'd0=/nonexistent.img'],
@@ -29,8 +33,16 @@ describe('CLI errors', { timeout: 60_000 }, () => {
       ['agent', 'serve', '--data-dir', 'X', '--disk', 'd0=/etc/hostname', '--log-limit', '12Q'],
       /'12Q' is not a size/,
     ],
-    ['a dir that is not an agent data dir', ['agent', 'log', '--data-dir', 'NONE'], /is not an agent data dir \(no agent.json\)/],
-    ['bookmark without a running agent', ['agent', 'bookmark', '--data-dir', 'NONE', '--tag', 't'], /no running agent answers at/],
+    [
+      'a dir that is not an agent data dir',
+      ['agent', 'log', '--data-dir', 'NONE'],
+      /is not an agent data dir \(no agent.json\)/,
+    ],
+    [
+      'bookmark without a running agent',
+      ['agent', 'bookmark', '--data-dir', 'NONE', '--tag', 't'],
+      /no running agent answers at/,
+    ],
   ];
   for (const [what, args, message] of cases) {
     test(what, async () => {
@@ -63,9 +75,21 @@ describe('CLI errors', { timeout: 60_000 }, () => {
     const disk = sparseImage(join(dir, 'locked.img'), 1024 * 1024);
     const first = await startAgent(['--data-dir', dataDir, '--disk', `disk0=${disk}`]);
     try {
-      const r = await runCli(['agent', 'serve', '--data-dir', dataDir, '--disk', `disk0=${disk}`, '--listen', '127.0.0.1:0']);
+      const r = await runCli([
+        'agent',
+        'serve',
+        '--data-dir',
+        dataDir,
+        '--disk',
+        `disk0=${disk}`,
+        '--listen',
+        '127.0.0.1:0',
+      ]);
       assert.equal(r.code, 1);
-      assert.match(r.stderr, new RegExp(`data dir .* is in use by another agent \\(pid ${first.child.pid}\\)`));
+      assert.match(
+        r.stderr,
+        new RegExp(`data dir .* is in use by another agent \\(pid ${first.child.pid}\\)`),
+      );
     } finally {
       assert.equal(await first.stop(), 0);
     }

@@ -77,7 +77,10 @@ describe('agent crash loop (SIGKILL under write load)', { timeout: 300_000 }, ()
       const reader = await TestNbdClient.connect({ port: running.port }, 'disk0');
       for (const w of durable) {
         const got = await reader.read(w.offset, w.data.length);
-        assert.ok(got.equals(w.data), `round ${round}: durable write at ${w.offset}+${w.data.length} is on the disk`);
+        assert.ok(
+          got.equals(w.data),
+          `round ${round}: durable write at ${w.offset}+${w.data.length} is on the disk`,
+        );
       }
       await reader.disconnect();
       if (round === ROUNDS - 1) break;

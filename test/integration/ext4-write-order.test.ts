@@ -10,9 +10,9 @@ import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'n
 import { join, relative } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { promisify } from 'node:util';
+import { applyLog } from '../../src/changelog/apply.js';
 import { ChangeLog } from '../../src/changelog/change-log.js';
 import { RecordType } from '../../src/changelog/record.js';
-import { applyLog } from '../../src/changelog/apply.js';
 import { replayJournalAndCheck } from '../../src/drill/ext4-check.js';
 import { sparseCopy } from '../../src/storage/sparse-copy.js';
 import { runCli, startAgent } from '../support/agent-process.js';
@@ -29,7 +29,8 @@ function sha256Tree(root: string): Map<string, string> {
     for (const e of readdirSync(d, { withFileTypes: true })) {
       const p = join(d, e.name);
       if (e.isDirectory()) walk(p);
-      else if (e.isFile()) sums.set(relative(root, p), createHash('sha256').update(readFileSync(p)).digest('hex'));
+      else if (e.isFile())
+        sums.set(relative(root, p), createHash('sha256').update(readFileSync(p)).digest('hex'));
     }
   };
   walk(root);

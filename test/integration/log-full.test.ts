@@ -19,7 +19,16 @@ describe('a full change log', { timeout: 120_000 }, () => {
   test('changes beyond the limit are marked resync required, persistently', async () => {
     const dataDir = join(dir, 'agent');
     const disk = sparseImage(join(dir, 'disk.img'), 64 * MiB);
-    const args = ['--data-dir', dataDir, '--disk', `disk0=${disk}`, '--log-limit', '1M', '--segment-size', '256K'];
+    const args = [
+      '--data-dir',
+      dataDir,
+      '--disk',
+      `disk0=${disk}`,
+      '--log-limit',
+      '1M',
+      '--segment-size',
+      '256K',
+    ];
     let agent = await startAgent(args);
     const c = await TestNbdClient.connect({ port: agent.port }, 'disk0');
     // 512 KiB fit in the log; the next 2 MiB at 16 MiB do not.
@@ -39,7 +48,8 @@ describe('a full change log', { timeout: 120_000 }, () => {
     const dirty = s.disks[0].resyncRequired as { offset: number; length: number }[];
     assert.ok(dirty.length > 0, 'some regions are resync required');
     // Every unlogged write is inside a dirty region; the logged one is not.
-    const covered = (off: number, len: number) => dirty.some((r) => r.offset <= off && off + len <= r.offset + r.length);
+    const covered = (off: number, len: number) =>
+      dirty.some((r) => r.offset <= off && off + len <= r.offset + r.length);
     const lastLogged = s.log.lastSeq;
     assert.ok(lastLogged > 0);
     assert.ok(covered(16 * MiB + unlogged.length - 64 * KiB, 64 * KiB), JSON.stringify(dirty));

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { type RunningAgent, runCli, startAgent } from '../support/agent-process.js';
-import { NbdRequestError, TestNbdClient } from '../support/nbd-client.js';
+import { type NbdRequestError, TestNbdClient } from '../support/nbd-client.js';
 import { scratchDir, sparseImage } from '../support/tmp.js';
 
 const exec = promisify(execFile);
@@ -54,7 +54,15 @@ describe('real NBD clients against the agent', { timeout: 180_000 }, () => {
     assert.equal(e['export-size'], 64 * MiB);
     assert.equal(info.protocol, 'newstyle-fixed');
     assert.equal(e['is_read_only'], false);
-    for (const f of ['can_flush', 'can_fua', 'can_trim', 'can_zero', 'can_fast_zero', 'can_multi_conn', 'can_df']) {
+    for (const f of [
+      'can_flush',
+      'can_fua',
+      'can_trim',
+      'can_zero',
+      'can_fast_zero',
+      'can_multi_conn',
+      'can_df',
+    ]) {
       assert.equal(e[f], true, f);
     }
     assert.ok(e.contexts.includes('base:allocation'));
@@ -159,9 +167,8 @@ describe('real NBD clients against the agent', { timeout: 180_000 }, () => {
   });
 
   test('an unknown export name is refused with a clear reason', async () => {
-    await assert.rejects(
-      exec('nbdinfo', [`${agent.url}/nope`]),
-      (e: Error & { stderr: string }) => /nope/.test(e.stderr),
+    await assert.rejects(exec('nbdinfo', [`${agent.url}/nope`]), (e: Error & { stderr: string }) =>
+      /nope/.test(e.stderr),
     );
   });
 

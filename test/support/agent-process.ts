@@ -28,7 +28,10 @@ export async function startAgent(args: string[], timeoutMs = 20_000): Promise<Ru
     err += d;
   });
   const ready = new Promise<number>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`agent not ready after ${timeoutMs} ms: ${err}`)), timeoutMs);
+    const timer = setTimeout(
+      () => reject(new Error(`agent not ready after ${timeoutMs} ms: ${err}`)),
+      timeoutMs,
+    );
     child.stdout!.on('data', (d) => {
       out += d;
       const m = /agent ready: nbd:\/\/127\.0\.0\.1:(\d+)/.exec(out);
@@ -64,7 +67,9 @@ export async function startAgent(args: string[], timeoutMs = 20_000): Promise<Ru
 }
 
 /** Runs the rebound CLI to completion and returns its output. */
-export async function runCli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+export async function runCli(
+  args: string[],
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';

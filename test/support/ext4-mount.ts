@@ -15,7 +15,11 @@ export interface NbdfuseMount {
   unmount: () => Promise<void>;
 }
 
-export async function mountExt4OverNbd(url: string, workDir: string, opts: { mkfs: boolean }): Promise<NbdfuseMount> {
+export async function mountExt4OverNbd(
+  url: string,
+  workDir: string,
+  opts: { mkfs: boolean },
+): Promise<NbdfuseMount> {
   const fuseDir = join(workDir, 'fuse');
   const mnt = join(workDir, 'mnt');
   mkdirSync(fuseDir, { recursive: true });

@@ -2,7 +2,15 @@
 // were acknowledged (crash loops) or must speak to the server byte by byte
 // (fuzzing). It negotiates fixed newstyle + NBD_OPT_GO and uses simple replies.
 import { connect, type Socket } from 'node:net';
-import { CMD, CMD_FLAG, FLAG_C_FIXED_NEWSTYLE, FLAG_C_NO_ZEROES, IHAVEOPT, OPT, REP } from '../../src/nbd/constants.js';
+import {
+  CMD,
+  CMD_FLAG,
+  FLAG_C_FIXED_NEWSTYLE,
+  FLAG_C_NO_ZEROES,
+  IHAVEOPT,
+  OPT,
+  REP,
+} from '../../src/nbd/constants.js';
 import { encodeRequest } from '../../src/nbd/transmission-codec.js';
 
 export class NbdRequestError extends Error {
@@ -137,7 +145,14 @@ export class TestNbdClient {
     }
   }
 
-  private request(type: number, flags: number, offset: number, length: number, payload?: Buffer, what = ''): Promise<Buffer> {
+  private request(
+    type: number,
+    flags: number,
+    offset: number,
+    length: number,
+    payload?: Buffer,
+    what = '',
+  ): Promise<Buffer> {
     if (this.closedError) return Promise.reject(this.closedError);
     const cookie = this.nextCookie++;
     const c = Buffer.alloc(8);
@@ -155,7 +170,14 @@ export class TestNbdClient {
   }
 
   async write(offset: number, data: Buffer, fua = false): Promise<void> {
-    await this.request(CMD.WRITE, fua ? CMD_FLAG.FUA : 0, offset, data.length, data, `write ${offset}+${data.length}`);
+    await this.request(
+      CMD.WRITE,
+      fua ? CMD_FLAG.FUA : 0,
+      offset,
+      data.length,
+      data,
+      `write ${offset}+${data.length}`,
+    );
   }
 
   async flush(): Promise<void> {
@@ -167,7 +189,14 @@ export class TestNbdClient {
   }
 
   async writeZeroes(offset: number, length: number, flags = 0): Promise<void> {
-    await this.request(CMD.WRITE_ZEROES, flags, offset, length, undefined, `write-zeroes ${offset}+${length}`);
+    await this.request(
+      CMD.WRITE_ZEROES,
+      flags,
+      offset,
+      length,
+      undefined,
+      `write-zeroes ${offset}+${length}`,
+    );
   }
 
   /** Sends NBD_CMD_DISC and waits for the server to close the connection. */

@@ -3,6 +3,7 @@
 // order. Malformed input closes this connection only, with a logged reason.
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
+import { ByteQueue } from './byte-queue.js';
 import {
   BASE_ALLOCATION,
   CMD,
@@ -21,7 +22,6 @@ import {
   STATE_ZERO,
   TF,
 } from './constants.js';
-import { ByteQueue } from './byte-queue.js';
 import { NbdError, nbdErrorCode } from './errors.js';
 import type { ExportLookup, NbdExport } from './export.js';
 import {
@@ -40,6 +40,7 @@ import {
   encodeBlockStatus,
   encodeOffsetDataHeader,
   encodeSimpleReply,
+  encodeStructuredDone,
   encodeStructuredError,
   parseRequest,
   type Request,
@@ -49,12 +50,23 @@ import {
 const BASE_ALLOCATION_ID = 1;
 /** Pause reading from the socket while this much request data is queued or in flight. */
 const MAX_BUFFERED = 64 * 1024 * 1024;
+/**
+ * Pause reading while this many requests are being served, or this many replies wait
+ * to be written: a client that pipelines without reading replies must not make the
+ * server queue requests or small replies (each costs far more than its bytes) without bound.
+ */
+const MAX_INFLIGHT = 1024;
+const MAX_UNSENT_REPLIES = 4096;
+/** Requests (or options) handled back to back before yielding to other connections. */
+const YIELD_EVERY = 256;
 const MAX_STATUS_EXTENTS = 4096;
 
 class Closed extends Error {}
 
-export function transmissionFlags(exp: NbdExport): number {
-  let f = TF.HAS_FLAGS | TF.SEND_FLUSH | TF.SEND_FUA | TF.SEND_DF | TF.CAN_MULTI_CONN;
+/** SEND_DF only with structured replies: the spec says it MUST be clear otherwise. */
+export function transmissionFlags(exp: NbdExport, structured: boolean): number {
+  let f = TF.HAS_FLAGS | TF.SEND_FLUSH | TF.SEND_FUA | TF.CAN_MULTI_CONN;
+  if (structured) f |= TF.SEND_DF;
   if (exp.readOnly) f |= TF.READ_ONLY;
   else f |= TF.SEND_TRIM | TF.SEND_WRITE_ZEROES | TF.SEND_FAST_ZERO;
   return f;
@@ -70,6 +82,8 @@ export class NbdConnection {
   private inflightBytes = 0;
   private idle: (() => void) | undefined;
   private capacity: (() => void) | undefined;
+  private unsent = 0; // replies handed to the socket and not yet written out
+  private handled = 0; // options and requests read so far
 
   constructor(
     private readonly socket: Socket,
@@ -130,13 +144,38 @@ export class NbdConnection {
 
   private send(...bufs: Buffer[]): void {
     if (this.closed) return;
+    this.unsent++;
+    const written = () => {
+      if (--this.unsent <= MAX_UNSENT_REPLIES) this.wakeCapacity();
+    };
     if (bufs.length === 1) {
-      this.socket.write(bufs[0]);
+      this.socket.write(bufs[0], written);
       return;
     }
     this.socket.cork();
-    for (const b of bufs) this.socket.write(b);
+    for (let i = 0; i < bufs.length; i++) {
+      this.socket.write(bufs[i], i === bufs.length - 1 ? written : undefined);
+    }
     this.socket.uncork();
+  }
+
+  /**
+   * Waits until the client has read enough replies and enough requests have been
+   * served to take more; every YIELD_EVERY calls, lets other connections run too.
+   */
+  private async waitForCapacity(): Promise<void> {
+    if (++this.handled % YIELD_EVERY === 0) await new Promise((r) => setImmediate(r));
+    while (
+      !this.closed &&
+      (this.inflight >= MAX_INFLIGHT ||
+        this.inflightBytes > MAX_BUFFERED ||
+        this.unsent > MAX_UNSENT_REPLIES ||
+        this.socket.writableLength > MAX_BUFFERED)
+    ) {
+      await new Promise<void>((r) => {
+        this.capacity = r;
+      });
+    }
   }
 
   private reply(option: number, type: number, data?: Buffer): void {
@@ -160,6 +199,7 @@ export class NbdConnection {
     const fixed = (clientFlags & FLAG_C_FIXED_NEWSTYLE) !== 0;
     const noZeroes = (clientFlags & FLAG_C_NO_ZEROES) !== 0;
     for (;;) {
+      await this.waitForCapacity();
       const hdr = parseOptionHeader(await this.read(16));
       if (typeof hdr === 'string') {
         this.close(hdr);
@@ -193,7 +233,9 @@ export class NbdConnection {
           this.close(`NBD_OPT_EXPORT_NAME: no export named '${name}'`);
           return 'abort';
         }
-        this.send(encodeExportNameReply(exp.size, transmissionFlags(exp), noZeroes));
+        this.send(encodeExportNameReply(exp.size, transmissionFlags(exp, this.structured), noZeroes));
+        if (this.metaExport !== undefined && this.exports.get(this.metaExport) !== exp)
+          this.metaExport = undefined;
         return exp;
       }
       case OPT.ABORT:
@@ -219,7 +261,7 @@ export class NbdConnection {
           this.replyError(option, REP.ERR_UNKNOWN, `no export named '${req.name}'`);
           return undefined;
         }
-        this.reply(option, REP.INFO, encodeInfoExport(exp.size, transmissionFlags(exp)));
+        this.reply(option, REP.INFO, encodeInfoExport(exp.size, transmissionFlags(exp, this.structured)));
         this.reply(option, REP.INFO, encodeInfoBlockSize(1, PREFERRED_BLOCK, MAX_PAYLOAD));
         if (req.infos.includes(INFO.NAME)) {
           const n = Buffer.from(exp.name, 'utf8');
@@ -231,7 +273,8 @@ export class NbdConnection {
         this.reply(option, REP.ACK);
         if (option === OPT.INFO) return undefined;
         // Block status is only valid for the export the context was selected for.
-        if (this.metaExport !== undefined && this.exports.get(this.metaExport) !== exp) this.metaExport = undefined;
+        if (this.metaExport !== undefined && this.exports.get(this.metaExport) !== exp)
+          this.metaExport = undefined;
         return exp;
       }
       case OPT.STRUCTURED_REPLY:
@@ -283,11 +326,7 @@ export class NbdConnection {
   private async transmission(exp: NbdExport): Promise<void> {
     this.log.debug({ export: exp.name }, 'NBD transmission phase');
     for (;;) {
-      while (!this.closed && (this.inflightBytes > MAX_BUFFERED || this.socket.writableLength > MAX_BUFFERED)) {
-        await new Promise<void>((r) => {
-          this.capacity = r;
-        });
-      }
+      await this.waitForCapacity();
       const req = parseRequest(await this.read(REQUEST_HEADER_SIZE));
       if (typeof req === 'string') {
         this.close(req);
@@ -317,8 +356,9 @@ export class NbdConnection {
     this.serve(exp, req, payload)
       .catch((e) => {
         const code = nbdErrorCode(e);
-        if (!(e instanceof NbdError)) this.log.error({ err: e, type: req.type, offset: req.offset }, 'NBD request failed');
-        this.sendError(req, code, (e as Error).message);
+        if (!(e instanceof NbdError))
+          this.log.error({ err: e, type: req.type, offset: req.offset }, 'NBD request failed');
+        this.sendError(req, code, String((e as Error | undefined)?.message ?? e));
       })
       .finally(() => {
         this.inflight--;
@@ -367,7 +407,8 @@ export class NbdConnection {
         }
         const data = length ? await exp.read(offset, length) : Buffer.alloc(0);
         if (this.structured) {
-          if (length === 0) this.ok(req);
+          // A structured client must not get a simple reply to a READ, even an empty one.
+          if (length === 0) this.send(encodeStructuredDone(req.cookie));
           else this.send(encodeOffsetDataHeader(req.cookie, offset, data.length), data);
         } else this.send(encodeSimpleReply(req.cookie, 0), data);
         return;
@@ -403,6 +444,9 @@ export class NbdConnection {
         const extents = await exp.blockStatus(offset, length);
         const out: StatusExtent[] = [];
         for (const e of extents) {
+          // A write or trim racing with the store's SEEK_DATA/SEEK_HOLE walk can yield an
+          // empty extent; the protocol requires every descriptor length to be nonzero.
+          if (e.length <= 0) continue;
           const flagsOut = e.hole ? STATE_HOLE | STATE_ZERO : 0;
           const last = out.at(-1);
           if (last && last.flags === flagsOut) last.length += e.length;

@@ -13,7 +13,7 @@ export class NbdError extends Error {
 /** Maps an exception from a backend to the NBD error value sent to the client. */
 export function nbdErrorCode(e: unknown): number {
   if (e instanceof NbdError) return e.code;
-  switch ((e as NodeJS.ErrnoException).code) {
+  switch ((e as NodeJS.ErrnoException | null | undefined)?.code) {
     case 'ENOSPC':
     case 'EDQUOT':
     case 'EFBIG':

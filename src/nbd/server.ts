@@ -1,6 +1,6 @@
 // The NBD server: TCP and Unix-socket listeners in front of a set of exports.
 import { existsSync, unlinkSync } from 'node:fs';
-import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { type AddressInfo, createServer, type Server, type Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { NbdConnection } from './connection.js';
 import type { ExportLookup } from './export.js';

@@ -73,6 +73,11 @@ export function encodeOffsetDataHeader(cookie: Buffer, offset: number, dataLengt
   return b;
 }
 
+/** A final NONE chunk: a structured success reply that carries no data. */
+export function encodeStructuredDone(cookie: Buffer): Buffer {
+  return chunkHeader(cookie, REPLY_FLAG_DONE, REPLY_TYPE.NONE, 0);
+}
+
 export function encodeOffsetHole(cookie: Buffer, offset: number, length: number, done: boolean): Buffer {
   const b = Buffer.alloc(32);
   chunkHeader(cookie, done ? REPLY_FLAG_DONE : 0, REPLY_TYPE.OFFSET_HOLE, 12).copy(b, 0);

@@ -22,7 +22,9 @@ export class RangeLock {
     const entry: Held = { start, end, done: new Promise<void>((r) => (release = r)) };
     this.held.push(entry);
     return () => {
-      this.held.splice(this.held.indexOf(entry), 1);
+      // indexOf is -1 on a second call: splice(-1, 1) would drop another holder's entry.
+      const i = this.held.indexOf(entry);
+      if (i >= 0) this.held.splice(i, 1);
       release();
     };
   }

@@ -322,6 +322,7 @@ export class ChangeLog {
 
   /** Forgets records up to seq: whole segments are deleted, the watermark is persisted. */
   async trimThrough(seq: number): Promise<void> {
+    if (this.opts.readOnly) throw new Error('change log opened read-only');
     if (seq <= this._trimmedThrough) return;
     this._trimmedThrough = Math.min(seq, this._nextSeq - 1);
     writeJsonFileSync(join(this.dir, STATE_FILE), { trimmedThrough: this._trimmedThrough });

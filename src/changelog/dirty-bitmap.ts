@@ -5,7 +5,7 @@
 import { type FileHandle, open } from 'node:fs/promises';
 import { crc32c } from '@node-rs/crc32';
 
-const MAGIC = 0x42445242; // "RBDB"
+const MAGIC = 0x42445242; // bytes on disk "BRDB" (little-endian)
 const HEADER = 32;
 const MIN_REGION = 64 * 1024;
 export const MAX_BITMAP_BYTES = 1024 * 1024;
@@ -21,6 +21,15 @@ export function regionSizeFor(diskSize: number): number {
   return region;
 }
 
+/** Header: magic u32, region size u32, disk size u64, CRC32C of bytes 0..16 u32, CRC32C of the bits u32. */
+const BODY_CRC_OFFSET = 20;
+
+function bodyCrcBuffer(bits: Uint8Array): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeUInt32LE(crc32c(Buffer.from(bits.buffer, bits.byteOffset, bits.length)), 0);
+  return b;
+}
+
 function headerValid(header: Buffer, regionSize: number, diskSize: number): boolean {
   return (
     header.readUInt32LE(0) === MAGIC &&
@@ -32,6 +41,7 @@ function headerValid(header: Buffer, regionSize: number, diskSize: number): bool
 
 export class DirtyBitmap {
   private dirtySinceSync = false;
+  private writes: Promise<void> = Promise.resolve();
 
   private constructor(
     private readonly fh: FileHandle,
@@ -51,19 +61,25 @@ export class DirtyBitmap {
     const header = Buffer.alloc(HEADER);
     const { bytesRead } = await fh.read(header, 0, HEADER, 0);
     const bits = new Uint8Array(nbytes);
-    const valid = bytesRead === HEADER && headerValid(header, regionSize, diskSize);
+    let valid = bytesRead === HEADER && headerValid(header, regionSize, diskSize);
     const bm = new DirtyBitmap(fh, diskSize, regionSize, bits);
-    if (valid) {
-      await fh.read(Buffer.from(bits.buffer), 0, nbytes, HEADER);
-    } else {
+    // A file cut short after a valid header lost bits: it is as unreadable as a bad header.
+    if (valid) valid = (await fh.read(Buffer.from(bits.buffer), 0, nbytes, HEADER)).bytesRead === nbytes;
+    // Flipped bits are as untrustworthy as missing ones.
+    if (valid) valid = header.readUInt32LE(BODY_CRC_OFFSET) === bodyCrcBuffer(bits).readUInt32LE(0);
+    if (!valid) {
       if (bytesRead > 0) bits.fill(0xff); // unreadable or resized bitmap: trust nothing
+      // The bits are made durable before the header that validates them, so a crash
+      // in between leaves an invalid (everything dirty) file, never a short or empty one.
+      await fh.write(Buffer.from(bits.buffer), 0, nbytes, HEADER);
+      await fh.truncate(HEADER + nbytes);
+      await fh.sync();
       header.writeUInt32LE(MAGIC, 0);
       header.writeUInt32LE(regionSize, 4);
       header.writeBigUInt64LE(BigInt(diskSize), 8);
       header.writeUInt32LE(crc32c(header.subarray(0, 16)), 16);
-      await fh.truncate(0);
+      bodyCrcBuffer(bits).copy(header, BODY_CRC_OFFSET);
       await fh.write(header, 0, HEADER, 0);
-      await fh.write(Buffer.from(bits.buffer), 0, nbytes, HEADER);
       await fh.sync();
     }
     return bm;
@@ -85,9 +101,12 @@ export class DirtyBitmap {
       const bits = new Uint8Array(Math.ceil(Math.ceil(diskSize / regionSize) / 8));
       const header = Buffer.alloc(HEADER);
       const { bytesRead } = await fh.read(header, 0, HEADER, 0);
-      if (bytesRead === HEADER && headerValid(header, regionSize, diskSize)) {
-        await fh.read(Buffer.from(bits.buffer), 0, bits.length, HEADER);
-      } else bits.fill(0xff);
+      const valid =
+        bytesRead === HEADER &&
+        headerValid(header, regionSize, diskSize) &&
+        (await fh.read(Buffer.from(bits.buffer), 0, bits.length, HEADER)).bytesRead === bits.length &&
+        header.readUInt32LE(BODY_CRC_OFFSET) === bodyCrcBuffer(bits).readUInt32LE(0);
+      if (!valid) bits.fill(0xff);
       return new DirtyBitmap(fh, diskSize, regionSize, bits).regions();
     } finally {
       await fh.close();
@@ -115,7 +134,22 @@ export class DirtyBitmap {
     }
     if (hi < 0) return;
     this.dirtySinceSync = true;
-    await this.fh.write(Buffer.from(this.bits.buffer, lo, hi - lo + 1), 0, hi - lo + 1, HEADER + lo);
+    await this.persist(lo, hi - lo + 1);
+  }
+
+  /**
+   * Writes changed bitmap bytes, then the CRC of the whole bitmap. Writes are
+   * serialised; a crash between the two leaves a CRC mismatch, which reads as
+   * "everything dirty": the safe direction.
+   */
+  private persist(from: number, length: number): Promise<void> {
+    const run = async () => {
+      await this.fh.write(Buffer.from(this.bits.buffer, from, length), 0, length, HEADER + from);
+      await this.fh.write(bodyCrcBuffer(this.bits), 0, 4, BODY_CRC_OFFSET);
+    };
+    const p = this.writes.then(run, run);
+    this.writes = p.catch(() => undefined);
+    return p;
   }
 
   markAll(): Promise<void> {
@@ -125,10 +159,13 @@ export class DirtyBitmap {
   /** Clears a range once it has been resynchronised (whole regions only). */
   async clear(offset: number, length: number): Promise<void> {
     const first = Math.ceil(offset / this.regionSize);
-    const end = offset + length >= this.diskSize ? this.bits.length * 8 : Math.floor((offset + length) / this.regionSize);
+    const end =
+      offset + length >= this.diskSize
+        ? this.bits.length * 8
+        : Math.floor((offset + length) / this.regionSize);
     for (let r = first; r < end; r++) this.bits[r >> 3] &= ~(1 << (r & 7));
-    await this.fh.write(Buffer.from(this.bits.buffer), 0, this.bits.length, HEADER);
     this.dirtySinceSync = true;
+    await this.persist(0, this.bits.length);
   }
 
   isDirty(offset: number, length: number): boolean {
@@ -167,12 +204,13 @@ export class DirtyBitmap {
   async sync(): Promise<void> {
     if (!this.dirtySinceSync) return;
     this.dirtySinceSync = false;
+    await this.writes;
     await this.fh.datasync();
   }
 
   async close(): Promise<void> {
+    await this.writes;
     await this.fh.sync();
     await this.fh.close();
   }
 }
-

@@ -69,7 +69,8 @@ export function decodeHeader(b: Buffer): HeaderResult {
     return { ok: false, reason: `unknown record type ${type}` };
   }
   const payloadLength = b.readUInt32LE(36);
-  if (payloadLength > MAX_RECORD_PAYLOAD) return { ok: false, reason: `payload length ${payloadLength} too large` };
+  if (payloadLength > MAX_RECORD_PAYLOAD)
+    return { ok: false, reason: `payload length ${payloadLength} too large` };
   return {
     ok: true,
     crc: b.readUInt32LE(40),

@@ -60,7 +60,8 @@ export class SegmentReader {
   async next(): Promise<ReadResult> {
     const offset = this.offset;
     if (!(await this.ensure(1))) return { kind: 'end' };
-    if (!(await this.ensure(HEADER_SIZE))) return { kind: 'invalid', offset, reason: 'truncated record header' };
+    if (!(await this.ensure(HEADER_SIZE)))
+      return { kind: 'invalid', offset, reason: 'truncated record header' };
     const headerBytes = this.buf.subarray(this.pos, this.pos + HEADER_SIZE);
     const h = decodeHeader(headerBytes);
     if (!h.ok) return { kind: 'invalid', offset, reason: h.reason };

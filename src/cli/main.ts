@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 // The `rebound` binary: one entry point, one subcommand per part.
+import './threadpool.js';
 import { Command } from 'commander';
 import { registerAgentCommands } from './agent-commands.js';
 import { registerDrillCommand } from './drill-command.js';

@@ -49,7 +49,9 @@ import {
 
 const BASE_ALLOCATION_ID = 1;
 /** Pause reading from the socket while this much request data is queued or in flight. */
-const MAX_BUFFERED = 64 * 1024 * 1024;
+// Small on purpose: clients such as nbdcopy open several connections, and the
+// agent's memory must stay bounded (goal: 128 MiB) whatever they pipeline.
+const MAX_BUFFERED = 4 * 1024 * 1024;
 /**
  * Pause reading while this many requests are being served, or this many replies wait
  * to be written: a client that pipelines without reading replies must not make the
@@ -109,12 +111,14 @@ export class NbdConnection {
 
   private onData(b: Buffer): void {
     this.q.push(b);
-    if (this.q.length > MAX_BUFFERED) this.socket.pause();
     const w = this.waiter;
     if (w && this.q.length >= w.n) {
       this.waiter = undefined;
       w.resolve(this.q.take(w.n));
     }
+    // Never pause while a read waits for more than is queued (a WRITE payload may be
+    // larger than MAX_BUFFERED): that would wait forever.
+    if (!this.waiter && this.q.length > MAX_BUFFERED) this.socket.pause();
   }
 
   private fail(e: Error): void {
@@ -127,7 +131,8 @@ export class NbdConnection {
 
   private read(n: number): Promise<Buffer> {
     if (this.closed) return Promise.reject(new Closed('connection closed'));
-    if (this.q.length < MAX_BUFFERED / 2 && this.socket.isPaused()) this.socket.resume();
+    if ((this.q.length < n || this.q.length < MAX_BUFFERED / 2) && this.socket.isPaused())
+      this.socket.resume();
     if (this.q.length >= n) return Promise.resolve(this.q.take(n));
     return new Promise((resolve, reject) => {
       this.waiter = { n, resolve, reject };

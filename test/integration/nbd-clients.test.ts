@@ -111,6 +111,8 @@ describe('real NBD clients against the agent', { timeout: 180_000 }, () => {
       ...['-c', 'aio_flush'],
       ...['-c', 'read -P 0x42 4M 256k'],
       ...['-c', 'read -P 0x43 5M 256k'],
+      ...['-c', 'write -P 0x66 8M 32M'], // the largest payload, far above the per-connection buffer
+      ...['-c', 'read -P 0x66 8M 32M'],
     ]);
     assert.doesNotMatch(stdout, /Pattern verification failed|error|failed/i);
   });

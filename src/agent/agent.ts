@@ -46,6 +46,13 @@ export interface AgentOptions {
   segmentBytes?: number;
 }
 
+/** What a change carries besides its range: WRITE data, NO_HOLE, FUA. */
+export interface ChangeOptions {
+  data?: Buffer;
+  noHole?: boolean;
+  fua?: boolean;
+}
+
 export interface CapturedDisk {
   record: DiskRecord;
   store: BlockStore;
@@ -225,7 +232,7 @@ export class Agent {
     type: NewRecordType,
     offset: number,
     length: number,
-    opts: { data?: Buffer; noHole?: boolean; fua?: boolean },
+    opts: ChangeOptions,
   ): Promise<void> {
     if (this.closing) return Promise.reject(new Error('the agent is stopping'));
     const p = this.applyChange(disk, type, offset, length, opts);
@@ -240,7 +247,7 @@ export class Agent {
     type: NewRecordType,
     offset: number,
     length: number,
-    opts: { data?: Buffer; noHole?: boolean; fua?: boolean },
+    opts: ChangeOptions,
   ): Promise<void> {
     const release = await disk.locks.acquire(offset, length);
     let seq: number | undefined;

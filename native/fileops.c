@@ -6,6 +6,7 @@
  * docs/architecture.md). Everything slow runs on libuv's thread pool.
  */
 #define _GNU_SOURCE
+#include <stdio.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/falloc.h>

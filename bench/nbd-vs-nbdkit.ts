@@ -12,14 +12,15 @@ import { open, truncate } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadAverage, machineInfo, toolVersions } from './lib/machine.js';
-import { run } from './lib/proc.js';
-import { maxPeak, type RssPeak } from './lib/rss.js';
+import { killRunning, run } from './lib/proc.js';
+import { type CpuTime, cpuTime, maxPeak, type RssPeak } from './lib/rss.js';
 import {
   type BenchServer,
   type CaptureSummary,
   captureSummary,
   exportFlags,
   type ServerKind,
+  snapshotRebound,
   startNbdkit,
   startRebound,
 } from './lib/servers.js';
@@ -185,6 +186,8 @@ interface RunRecord {
   exit?: string;
   verified?: boolean;
   capture?: CaptureSummary;
+  /** Server CPU seconds during the workload (for fio: mkfs, mount, fio, umount), and its wall time. */
+  cpu?: CpuTime & { wall: number };
 }
 
 const log = (line: string) =>
@@ -210,6 +213,7 @@ async function makeSource(path: string, bytes: number): Promise<void> {
 const live: { runDir?: string; server?: BenchServer; workDir?: string } = {};
 
 async function emergencyCleanup(): Promise<void> {
+  await killRunning(); // the workload's clients (fio, nbdcopy...) first
   if (live.runDir) {
     await run('umount', ['-l', join(live.runDir, 'mnt')], { okCodes: [0, 1, 32], timeoutMs: 30_000 }).catch(
       () => {},
@@ -239,7 +243,12 @@ async function oneRun(o: Options, w: Workload, kind: ServerKind, n: number, work
     live.server = server;
     try {
       if (!flags[kind]) flags[kind] = await exportFlags(server.url);
+      const cpu0 = await cpuTime(server.pid);
+      const t0 = process.hrtime.bigint();
       const m = await w.run(server.url, runDir);
+      const wall = Number(process.hrtime.bigint() - t0) / 1e9;
+      const cpu1 = await cpuTime(server.pid);
+      if (cpu0 && cpu1) rec.cpu = { user: cpu1.user - cpu0.user, sys: cpu1.sys - cpu0.sys, wall };
       rec.value = m.value;
       rec.detail = m.detail;
     } catch (e) {
@@ -303,11 +312,7 @@ async function main(): Promise<number> {
   const work = mkdtempSync(join(o.dir, 'rebound-bench-'));
   live.workDir = work;
   const records: RunRecord[] = [];
-  const out: string[] = [];
-  const say = (line = '') => {
-    out.push(line);
-    console.log(line);
-  };
+  const say = (line = '') => console.log(line);
   try {
     const [machine, versions] = await Promise.all([machineInfo(work), toolVersions()]);
     say('# Rebound agent (capture on) vs nbdkit file');
@@ -315,17 +320,25 @@ async function main(): Promise<number> {
     say(`- machine: ${machine.nproc} CPUs, ${machine.cpu}, ${machine.memGiB.toFixed(1)} GiB RAM`);
     say(`- kernel: ${machine.kernel}; scratch: ${work} (${machine.workFs})`);
     say(`- load average at start: ${machine.loadAvg}`);
-    say(
-      `- tools: ${Object.entries(versions)
-        .map(([k, v]) => `${k} ${v.replace(/^\S+\s+/, k === 'rebound' || k === 'node' ? '' : '')}`)
-        .join('; ')}`,
-    );
+    say('- tools:');
+    for (const [k, v] of Object.entries(versions)) say(`  - ${k}: ${v}`);
     say(
       `- settings: --size ${o.sizeText} --fio-size ${o.fioSizeText} --fio-runtime ${o.fioRuntime} ` +
         `--fio-iodepth ${o.fioIodepth} --runs ${o.runs} --log-limit ${o.logLimit}${o.flush ? '' : ' --no-flush'}`,
     );
+    say(
+      '- servers: `nbdkit -f -i 127.0.0.1 -p PORT file disk.img` and ' +
+        `\`rebound agent serve --disk disk0=disk.img --listen 127.0.0.1:0 --log-limit ${o.logLimit}\`` +
+        ' (capture on; run from a copy of dist/src taken at start), each on a fresh sparse image',
+    );
+    say(
+      `- clients: \`nbdcopy${o.flush ? ' --flush' : ''} src.raw URL\`, \`qemu-img convert -n -f raw -O raw src.raw URL\`, ` +
+        '`nbdfuse DIR URL` + `mkfs.ext4` + `mount -o loop` + `fio --ioengine=libaio --direct=1 --time_based --end_fsync=1`',
+    );
     say();
 
+    const cli = snapshotRebound(join(work, 'rebound'));
+    log(`agents run from a copy of dist/src: ${cli}`);
     const src = join(work, 'src.raw');
     log(`writing ${mib(o.size)} of random data to ${src}`);
     await makeSource(src, o.size);
@@ -403,10 +416,16 @@ function report(o: Options, ws: Workload[], records: RunRecord[], say: (l?: stri
   say();
   for (const r of records) {
     const w = ws.find((x) => x.id === r.workload)!;
-    const parts = [`${r.workload} ${r.server} #${r.run}:`];
+    const parts: string[] = [];
     if (r.value !== undefined) parts.push(`${fmt(r.value, w.unit)} ${w.unit} (${r.detail})`);
     if (r.verified !== undefined) parts.push(r.verified ? 'image = source' : 'IMAGE DIFFERS');
     if (r.rss) parts.push(`peak RSS ${mib(r.rss.sampledPeak)}`);
+    if (r.cpu) {
+      const busy = (r.cpu.user + r.cpu.sys) / r.cpu.wall;
+      parts.push(
+        `server CPU ${r.cpu.user.toFixed(1)} s user + ${r.cpu.sys.toFixed(1)} s sys (${(busy * 100).toFixed(0)}% of one CPU)`,
+      );
+    }
     if (r.stoppedCleanly === false) parts.push(`did not stop cleanly (${r.exit})`);
     const c = r.capture;
     if (c) {
@@ -417,7 +436,7 @@ function report(o: Options, ws: Workload[], records: RunRecord[], say: (l?: stri
       );
     }
     if (r.error) parts.push(`ERROR: ${r.error}`);
-    say(`- ${parts.join('; ')}`);
+    say(`- ${r.workload} ${r.server} #${r.run}: ${parts.join('; ')}`);
   }
 }
 

@@ -34,12 +34,24 @@ export class Tail {
   }
 }
 
+/** Commands started by run() that have not exited yet (killed first on an interrupt). */
+export const running = new Set<ChildProcess>();
+
+/** SIGKILLs every command run() started that is still running. */
+export async function killRunning(): Promise<void> {
+  const all = [...running];
+  for (const c of all) c.kill('SIGKILL');
+  await Promise.all(all.map((c) => waitExit(c)));
+}
+
 /** Runs a command to completion, timing it; rejects with its stderr on failure. */
 export function run(cmd: string, args: string[], o: RunOptions = {}): Promise<RunResult> {
   const okCodes = o.okCodes ?? [0];
   return new Promise((resolve, reject) => {
     const started = process.hrtime.bigint();
     const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    running.add(child);
+    child.once('exit', () => running.delete(child));
     const out = new Tail(o.maxOutput ?? 16 * 1024 * 1024);
     const err = new Tail();
     child.stdout.on('data', (d) => out.push(d));
@@ -51,6 +63,7 @@ export function run(cmd: string, args: string[], o: RunOptions = {}): Promise<Ru
         }, o.timeoutMs)
       : undefined;
     child.once('error', (e) => {
+      running.delete(child);
       if (timer) clearTimeout(timer);
       reject(new Error(`cannot run ${cmd}: ${e.message}`));
     });

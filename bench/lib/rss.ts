@@ -74,3 +74,20 @@ export function maxPeak(a: RssPeak | undefined, b: RssPeak | undefined): RssPeak
     samples: a.samples + b.samples,
   };
 }
+
+export interface CpuTime {
+  user: number;
+  sys: number;
+}
+
+/** User and system CPU seconds a process has used so far (/proc/PID/stat), if it still runs. */
+export async function cpuTime(pid: number, ticksPerSecond = 100): Promise<CpuTime | undefined> {
+  try {
+    const text = await readFile(`/proc/${pid}/stat`, 'utf8');
+    // Fields after "(comm)": state is field 3, utime field 14, stime field 15.
+    const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
+    return { user: Number(f[11]) / ticksPerSecond, sys: Number(f[12]) / ticksPerSecond };
+  } catch {
+    return undefined;
+  }
+}

@@ -1,6 +1,8 @@
 // The two NBD servers under test, each started as its own child process on a
 // fresh sparse image: `nbdkit file` and `rebound agent serve` (capture on).
 import { type ChildProcess, spawn } from 'node:child_process';
+import { copyFileSync, cpSync, mkdirSync, symlinkSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { exited, freePort, run, stopChild, Tail, waitExit, waitFor } from './proc.js';
 import { type RssPeak, RssSampler } from './rss.js';
@@ -9,6 +11,25 @@ export type ServerKind = 'nbdkit' | 'rebound';
 
 /** The rebound CLI, compiled next to this bench (dist/src/cli/main.js). */
 export const REBOUND_CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
+let reboundCli = REBOUND_CLI;
+
+/**
+ * Runs every agent of this bench from a private copy of dist/src (and the native addon),
+ * so a rebuild of the project during a long run cannot change or break the agent under test.
+ * node_modules is shared through a symlink. Returns the copied CLI's path.
+ */
+export function snapshotRebound(dir: string): string {
+  const repo = fileURLToPath(new URL('../../../', import.meta.url));
+  mkdirSync(join(dir, 'dist'), { recursive: true });
+  cpSync(join(repo, 'dist', 'src'), join(dir, 'dist', 'src'), { recursive: true });
+  mkdirSync(join(dir, 'build', 'Release'), { recursive: true });
+  const addon = join('build', 'Release', 'rebound_fileops.node');
+  copyFileSync(join(repo, addon), join(dir, addon));
+  copyFileSync(join(repo, 'package.json'), join(dir, 'package.json'));
+  symlinkSync(join(repo, 'node_modules'), join(dir, 'node_modules'));
+  reboundCli = join(dir, 'dist', 'src', 'cli', 'main.js');
+  return reboundCli;
+}
 
 export interface StopResult {
   rss: RssPeak;
@@ -84,7 +105,7 @@ export async function startNbdkit(image: string): Promise<BenchServer> {
 /** `rebound agent serve` on `image` with capture into `dataDir`, ready at its "agent ready" line. */
 export async function startRebound(image: string, dataDir: string, logLimit: string): Promise<BenchServer> {
   const args = [
-    REBOUND_CLI,
+    reboundCli,
     'agent',
     'serve',
     '--data-dir',
@@ -145,7 +166,7 @@ export interface CaptureSummary {
 
 /** What the agent captured (`rebound agent log --json`, run after the agent stopped). */
 export async function captureSummary(dataDir: string): Promise<CaptureSummary> {
-  const r = await run(process.execPath, [REBOUND_CLI, 'agent', 'log', '--data-dir', dataDir, '--json'], {
+  const r = await run(process.execPath, [reboundCli, 'agent', 'log', '--data-dir', dataDir, '--json'], {
     timeoutMs: 600_000,
   });
   const s = JSON.parse(r.stdout) as {

@@ -3,6 +3,7 @@
 import './threadpool.js';
 import { Command } from 'commander';
 import { registerAgentCommands } from './agent-commands.js';
+import { registerCaCommands } from './ca-commands.js';
 import { registerDrillCommand } from './drill-command.js';
 
 const program = new Command();
@@ -14,6 +15,7 @@ program
 
 registerAgentCommands(program);
 registerDrillCommand(program);
+registerCaCommands(program);
 
 program.parseAsync(process.argv).catch((e: Error) => {
   console.error(`rebound: error: ${e.message}`);

@@ -2,7 +2,7 @@
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { readJsonFile, writeJsonFileSync } from '../util/json-file.js';
+import { readJsonFile, writeJsonFile, writeJsonFileSync } from '../util/json-file.js';
 
 export interface DiskRecord {
   /** Stable small id used in change-log records. */
@@ -21,6 +21,12 @@ export interface AgentState {
   bootId: string;
   /** Every change with seq <= this had reached the disk (at least its page cache). */
   appliedThrough: number;
+  /**
+   * Every change with seq <= this is durable on its disk (fsynced at a checkpoint):
+   * after a power loss the log is redone from here. The log is never trimmed past it.
+   * Absent in data dirs written before checkpoints existed (read as 0).
+   */
+  durableThrough?: number;
 }
 
 export const STATE_FILE = 'agent.json';
@@ -40,11 +46,23 @@ export async function loadState(dataDir: string): Promise<AgentState | undefined
 }
 
 export function newState(): AgentState {
-  return { machineId: randomUUID(), disks: [], clean: true, bootId: currentBootId(), appliedThrough: 0 };
+  return {
+    machineId: randomUUID(),
+    disks: [],
+    clean: true,
+    bootId: currentBootId(),
+    appliedThrough: 0,
+    durableThrough: 0,
+  };
 }
 
 export function saveState(dataDir: string, state: AgentState): void {
   writeJsonFileSync(join(dataDir, STATE_FILE), state);
+}
+
+/** Off the event loop; `durable: false` for updates whose older version is still safe to read. */
+export function saveStateAsync(dataDir: string, state: AgentState, durable: boolean): Promise<void> {
+  return writeJsonFile(join(dataDir, STATE_FILE), state, { durable });
 }
 
 /** Finds or adds the disk record for name; refuses a disk whose size changed under us. */

@@ -21,6 +21,7 @@ import {
   newState,
   registerDisk,
   saveState,
+  saveStateAsync,
 } from './agent-state.js';
 import { CaptureExport } from './capture-export.js';
 import { type DataDirLock, lockDataDir } from './data-dir-lock.js';
@@ -30,6 +31,8 @@ import { SyncCoalescer } from './sync-coalescer.js';
 
 export const DEFAULT_LOG_LIMIT = 1024 * 1024 * 1024;
 export const DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024;
+/** How often the disks are fsynced so that the log behind them may be trimmed. */
+export const DEFAULT_CHECKPOINT_INTERVAL_MS = 5000;
 
 export interface DiskSpec {
   name: string;
@@ -44,6 +47,7 @@ export interface AgentOptions {
   logger: Logger;
   logLimitBytes?: number;
   segmentBytes?: number;
+  checkpointIntervalMs?: number;
 }
 
 /** What a change carries besides its range: WRITE data, NO_HOLE, FUA. */
@@ -65,7 +69,18 @@ export class Agent {
   private watermark = 0;
   private readonly completedAbove = new Set<number>();
   private persistTimer: NodeJS.Timeout | undefined;
+  private checkpointTimer: NodeJS.Timeout | undefined;
   private persistedWatermark = 0;
+  /** Every change <= this is durable on its disk (see checkpoint()). */
+  private durableThrough = 0;
+  private checkpointing: Promise<void> | undefined;
+  /** State-file writes run one at a time, in order (they share a temporary file). */
+  private stateWrites: Promise<void> = Promise.resolve();
+  /**
+   * A change completed without a log record (log full or failing): the next sync must
+   * make the disks themselves durable, since no log record can redo it.
+   */
+  private unloggedSinceSync = false;
   private closed = false;
   private closing = false;
   private logFullWarned = false;
@@ -81,7 +96,7 @@ export class Agent {
     private readonly logger: Logger,
     private readonly lock: DataDirLock,
   ) {
-    this.syncer = new SyncCoalescer(() => this.syncAll());
+    this.syncer = new SyncCoalescer(() => this.makeDurable());
   }
 
   static async open(opts: AgentOptions): Promise<Agent> {
@@ -139,14 +154,22 @@ export class Agent {
     }
     const agent = new Agent(dataDir, state, log, captured, plain, logger, lock!);
     agent.watermark = log.nextSeq - 1;
+    // A clean stop checkpointed, and crash recovery fsyncs what it redid: the disks hold everything logged.
+    agent.durableThrough = agent.watermark;
     state.clean = false;
     state.bootId = currentBootId();
     state.appliedThrough = agent.watermark;
+    state.durableThrough = agent.durableThrough;
     saveState(dataDir, state);
     agent.persistedWatermark = agent.watermark;
-    // The watermark bounds how much of the log a restart must redo; persist it lazily.
+    // The watermark bounds how much of the log a process crash must redo; persist it lazily.
     agent.persistTimer = setInterval(() => agent.persistWatermark(), 1000);
     agent.persistTimer.unref();
+    agent.checkpointTimer = setInterval(
+      () => void agent.checkpoint().catch(() => undefined),
+      opts.checkpointIntervalMs ?? DEFAULT_CHECKPOINT_INTERVAL_MS,
+    );
+    agent.checkpointTimer.unref();
     logger.info(
       { machineId: state.machineId, disks: captured.map((d) => d.record.name), nextSeq: log.nextSeq },
       'agent started',
@@ -170,11 +193,65 @@ export class Agent {
     ];
   }
 
-  private persistWatermark(): void {
-    if (this.watermark === this.persistedWatermark || this.closed) return;
+  /** Every change with seq <= this is durable on its disk, not only in the log. */
+  get diskDurableThrough(): number {
+    return this.durableThrough;
+  }
+
+  /** Queues a write of agent.json with the current values. */
+  private persistState(durable: boolean): Promise<void> {
     this.state.appliedThrough = this.watermark;
-    saveState(this.dataDir, this.state);
+    this.state.durableThrough = this.durableThrough;
+    const snapshot = structuredClone(this.state);
+    const write = this.stateWrites.then(() => saveStateAsync(this.dataDir, snapshot, durable));
+    this.stateWrites = write.catch((e) => {
+      this.logger.error({ err: e }, 'cannot write agent.json');
+    });
+    return write;
+  }
+
+  /**
+   * Not fsynced: only a process crash reads it back (same boot, the page cache
+   * survives); an older value would only make the redo longer, never wrong.
+   */
+  private persistWatermark(): void {
+    if (this.watermark === this.persistedWatermark || this.closed || this.closing) return;
     this.persistedWatermark = this.watermark;
+    void this.persistState(false).catch(() => undefined);
+  }
+
+  /**
+   * Makes the disks durable up to the current watermark and records it, so that a
+   * power loss redoes the log only from there and the log may be trimmed up to it.
+   * FLUSH does not need this (the log is the write-ahead record); it runs on a timer.
+   */
+  checkpoint(): Promise<void> {
+    if (this.checkpointing) return this.checkpointing;
+    const upTo = this.watermark;
+    if (upTo <= this.durableThrough || this.closed) return Promise.resolve();
+    this.checkpointing = (async () => {
+      try {
+        await Promise.all(this.captured.map((d) => d.store.sync()));
+        this.durableThrough = Math.max(this.durableThrough, upTo);
+        await this.persistState(true);
+      } catch (e) {
+        this.logger.error({ err: e }, 'checkpoint failed: the disks are not durable, the log is kept');
+        throw e;
+      } finally {
+        this.checkpointing = undefined;
+      }
+    })();
+    return this.checkpointing;
+  }
+
+  /**
+   * Forgets log records up to seq (the shipper calls this once they are safe at the
+   * process server); never past the last checkpoint, whose records a power loss needs.
+   */
+  async trimLog(seq: number): Promise<number> {
+    const upTo = Math.min(seq, this.durableThrough);
+    await this.log.trimThrough(upTo);
+    return upTo;
   }
 
   private complete(seq: number): void {
@@ -215,6 +292,7 @@ export class Agent {
         this.complete(seq); // nothing of it is in the log; the bitmap below covers the range
       }
     }
+    this.unloggedSinceSync = true;
     if (!this.logFullWarned) {
       this.logFullWarned = true;
       this.logger.warn(
@@ -257,6 +335,8 @@ export class Agent {
       if (type === RecordType.Write) await disk.store.write(payload, offset);
       else if (type === RecordType.Zero) await disk.store.zero(offset, length, opts.noHole ?? false);
       else await disk.store.trim(offset, length);
+      // Set on completion, so that any flush requested after this change is acknowledged sees it.
+      if (seq === undefined) this.unloggedSinceSync = true;
     } catch (e) {
       // The disk may now differ from the log for this range: never let that go unnoticed.
       await disk.bitmap.mark(offset, length).catch(() => undefined);
@@ -308,18 +388,36 @@ export class Agent {
     return this.marker(RecordType.Bookmark, tag);
   }
 
-  private async syncAll(): Promise<void> {
+  /**
+   * What FLUSH and FUA wait for. The log is a write-ahead log: every acknowledged
+   * change is in it (written before the disk), so making the log durable makes the
+   * change durable; the disks follow at the next checkpoint, and a power loss before
+   * that is repaired by redoing the log (see recoverFromCrash). Changes that have no
+   * log record (log full or failing) can only be made durable on the disk itself.
+   */
+  private async makeDurable(): Promise<void> {
     let logFailed = false;
-    await Promise.all([
-      this.log.sync().catch((e) => {
-        logFailed = true;
-        this.logger.error({ err: e }, 'change log sync failed: every disk is marked resync required');
-      }),
-      ...this.captured.map((d) => d.store.sync()),
-    ]);
-    // Acknowledged changes may be missing from the log now: no range can be trusted.
-    if (logFailed) for (const d of this.captured) await d.bitmap.markAll();
-    await Promise.all(this.captured.map((d) => d.bitmap.sync()));
+    const unlogged = this.unloggedSinceSync;
+    this.unloggedSinceSync = false;
+    try {
+      await Promise.all([
+        this.log.sync().catch((e) => {
+          logFailed = true;
+          this.logger.error({ err: e }, 'change log sync failed: every disk is marked resync required');
+        }),
+        ...(unlogged ? this.captured.map((d) => d.store.sync()) : []),
+      ]);
+      if (logFailed) {
+        // Acknowledged changes may be missing from the log now: no range can be trusted,
+        // and only the disks themselves can hold them.
+        for (const d of this.captured) await d.bitmap.markAll();
+        await Promise.all(this.captured.map((d) => d.store.sync()));
+      }
+      await Promise.all(this.captured.map((d) => d.bitmap.sync()));
+    } catch (e) {
+      if (unlogged) this.unloggedSinceSync = true;
+      throw e;
+    }
   }
 
   /** A live summary: what `rebound agent log` prints for a running agent. */
@@ -348,8 +446,12 @@ export class Agent {
     // Every change already in its log-then-disk path finishes before the stop is called clean.
     await Promise.allSettled([...this.inflight]);
     await this.flush();
-    this.closed = true;
     clearInterval(this.persistTimer);
+    clearInterval(this.checkpointTimer);
+    // A checkpoint already running may cover less than the final watermark: repeat.
+    while (this.durableThrough < this.watermark) await this.checkpoint();
+    await this.stateWrites;
+    this.closed = true;
     await this.log.close();
     for (const d of this.captured) {
       await d.bitmap.close();
@@ -358,6 +460,7 @@ export class Agent {
     for (const p of this.plain) await p.store.close();
     this.state.clean = true;
     this.state.appliedThrough = this.watermark;
+    this.state.durableThrough = this.durableThrough;
     saveState(this.dataDir, this.state);
     this.lock.release();
     this.logger.info({ appliedThrough: this.watermark }, 'agent stopped cleanly');
@@ -366,10 +469,12 @@ export class Agent {
 
 /**
  * After an unclean stop. Same boot (the process died, the page cache survived):
- * redo the log tail onto the disks, since the log is written before the disk.
- * Different boot (power loss or reboot): unsynced disk writes may be missing from
- * the log, so no one can prove disk and log agree; every disk is marked
- * resync required (a block-hash resync moves only what differs).
+ * redo the log tail onto the disks from the persisted watermark, since the log is
+ * written before the disk. Different boot (power loss or reboot): the disks may have
+ * lost writes made since the last checkpoint, so the log (durable through the last
+ * FLUSH) is redone from that checkpoint; and writes that were never flushed may have
+ * reached a disk without their log record, so no one can prove disk and log agree:
+ * every disk is then marked resync required (a block-hash resync moves only what differs).
  */
 async function recoverFromCrash(
   prior: AgentState,
@@ -377,13 +482,19 @@ async function recoverFromCrash(
   disks: CapturedDisk[],
   logger: Logger,
 ): Promise<void> {
+  const names = new Map(prior.disks.map((d) => [d.id, d.name]));
   if (prior.bootId !== currentBootId()) {
-    logger.warn('unclean stop across a reboot: every disk is marked resync required');
+    const from = Math.max(prior.durableThrough ?? 0, log.trimmedThrough) + 1;
+    const n = await redoLogTail(log, from, disks, names);
     for (const d of disks) await d.bitmap.markAll();
+    for (const d of disks) await d.bitmap.sync();
+    logger.warn(
+      { from, records: n },
+      'unclean stop across a reboot: redid the change log from the last checkpoint; every disk is marked resync required',
+    );
     return;
   }
   const from = Math.max(prior.appliedThrough, log.trimmedThrough) + 1;
-  const names = new Map(prior.disks.map((d) => [d.id, d.name]));
   const n = await redoLogTail(log, from, disks, names);
   logger.warn(
     { from, records: n },

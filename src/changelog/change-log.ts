@@ -3,11 +3,11 @@
 // writev per batch, in sequence order); sync() makes everything appended so far
 // durable; a torn tail is cut on open. See docs/formats.md.
 
-import { closeSync, fsyncSync, mkdirSync, openSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { type FileHandle, open, readdir, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { readJsonFile, writeJsonFileSync } from '../util/json-file.js';
+import { readJsonFile, writeJsonFile } from '../util/json-file.js';
 import { encodeHeader, HEADER_SIZE, type LogRecord, type RecordHeader } from './record.js';
 import { SegmentReader } from './segment-reader.js';
 
@@ -48,17 +48,23 @@ export function segmentName(firstSeq: number): string {
   return `seg-${String(firstSeq).padStart(20, '0')}.rcl`;
 }
 
-function fsyncDir(dir: string): void {
-  const fd = openSync(dir, 'r');
+async function fsyncDir(dir: string): Promise<void> {
+  const fh = await open(dir, 'r');
   try {
-    fsyncSync(fd);
+    await fh.sync();
   } finally {
-    closeSync(fd);
+    await fh.close();
   }
 }
 
 export class ChangeLog {
-  private rotation: Promise<void> | undefined;
+  /** Rotated-out segments still being fsynced and closed; sync() waits for them. */
+  private closing = new Set<Promise<void>>();
+  /** A closing segment failed to sync: its records may not be durable. */
+  private closeError: Error | undefined;
+  /** A segment was created since the directory was last fsynced. */
+  private dirDirty = false;
+  private trims: Promise<void> = Promise.resolve();
   /** Closed segments, oldest first, then the current one last. */
   private segments: Segment[] = [];
   private fh: FileHandle | undefined; // the current (last) segment, open for appending
@@ -259,32 +265,46 @@ export class ChangeLog {
     }
   }
 
-  /** Closes the current segment (durably) and starts a new one named for firstSeq. */
+  /**
+   * Starts a new segment named for firstSeq. The old one is fsynced and closed in the
+   * background (appends never wait for it); sync() waits for that, and fsyncs the
+   * directory so the new file's name is durable too.
+   */
   private async rotate(firstSeq: number): Promise<Segment> {
     if (this.fh) {
-      // Detach the handle first so no sync() starts on a closing file; sync() waits on this instead.
       const old = this.fh;
       this.fh = undefined;
-      this.rotation = old.sync().then(() => old.close());
-      try {
-        await this.rotation;
-      } finally {
-        this.rotation = undefined;
-      }
+      const closing: Promise<void> = old
+        .sync()
+        .catch((e) => {
+          this.closeError ??= e as Error;
+        })
+        .finally(() => old.close())
+        .catch(() => undefined)
+        .finally(() => this.closing.delete(closing));
+      this.closing.add(closing);
     }
     const seg: Segment = { firstSeq, path: join(this.dir, segmentName(firstSeq)), bytes: 0 };
     this.fh = await open(seg.path, 'wx');
-    fsyncDir(this.dir);
+    this.dirDirty = true;
     this.segments.push(seg);
     return seg;
   }
 
-  /** Makes every record written so far durable. Earlier segments were synced when closed. */
+  /** Makes every record written so far durable, in every segment. */
   async sync(): Promise<void> {
     if (this.failed) throw this.failed;
-    // A rotation in progress makes the old segment durable before closing it.
-    if (this.rotation) await this.rotation;
-    await this.fh?.datasync();
+    const dirDirty = this.dirDirty;
+    this.dirDirty = false;
+    try {
+      // The current handle is taken now; a rotation during the datasync closes it only
+      // after the datasync ends (FileHandle.close waits for pending operations).
+      await Promise.all([...this.closing, this.fh?.datasync(), dirDirty ? fsyncDir(this.dir) : undefined]);
+    } catch (e) {
+      if (dirDirty) this.dirDirty = true;
+      throw e;
+    }
+    if (this.closeError) throw this.closeError;
   }
 
   /** Reopens appends after a failure (e.g. once space returns). */
@@ -321,11 +341,20 @@ export class ChangeLog {
   }
 
   /** Forgets records up to seq: whole segments are deleted, the watermark is persisted. */
-  async trimThrough(seq: number): Promise<void> {
+  trimThrough(seq: number): Promise<void> {
+    // One at a time: they share the state file's temporary name.
+    const run = this.trims.then(() => this.trimNow(seq));
+    this.trims = run.catch(() => undefined);
+    return run;
+  }
+
+  private async trimNow(seq: number): Promise<void> {
     if (this.opts.readOnly) throw new Error('change log opened read-only');
     if (seq <= this._trimmedThrough) return;
-    this._trimmedThrough = Math.min(seq, this._nextSeq - 1);
-    writeJsonFileSync(join(this.dir, STATE_FILE), { trimmedThrough: this._trimmedThrough });
+    const trimmedThrough = Math.min(seq, this._nextSeq - 1);
+    // Durable before any segment goes, so a restart never looks for deleted records.
+    await writeJsonFile(join(this.dir, STATE_FILE), { trimmedThrough }, { durable: true });
+    this._trimmedThrough = trimmedThrough;
     // A closed segment can go once the next one starts after the watermark.
     while (this.segments.length > 1 && this.segments[1].firstSeq <= this._trimmedThrough + 1) {
       const seg = this.segments.shift()!;
@@ -336,6 +365,12 @@ export class ChangeLog {
 
   async close(): Promise<void> {
     while (this.writing || this.queue.length) await new Promise((r) => setTimeout(r, 1));
+    await Promise.all([...this.closing]);
+    await this.trims;
+    if (this.dirDirty) {
+      await fsyncDir(this.dir);
+      this.dirDirty = false;
+    }
     if (this.fh) {
       await this.fh.sync();
       await this.fh.close();

@@ -12,7 +12,7 @@ import { NbdServer } from '../nbd/server.js';
 import { sparseCopy } from '../storage/sparse-copy.js';
 import { createLogger } from '../util/logger.js';
 import { parseSize } from '../util/size.js';
-import { collect, parseDiskSpec, parseHostPort, parseSeq } from './parse.js';
+import { collect, parseDiskSpec, parseHostPort, parseSeconds, parseSeq } from './parse.js';
 
 export function registerAgentCommands(program: Command): void {
   const agent = program
@@ -29,6 +29,11 @@ export function registerAgentCommands(program: Command): void {
     .option('--socket <path>', 'Unix-socket listener')
     .option('--log-limit <size>', 'change-log size limit; beyond it changes go to the dirty bitmap', '1G')
     .option('--segment-size <size>', 'change-log segment file size', '64M')
+    .option(
+      '--checkpoint-interval <seconds>',
+      'how often the disks are fsynced behind the log (FLUSH needs only the log)',
+      '5',
+    )
     .action(async (o) => {
       const disks = [
         ...o.disk.map((d: string) => parseDiskSpec(d)),
@@ -43,6 +48,7 @@ export function registerAgentCommands(program: Command): void {
         logger,
         logLimitBytes: parseSize(o.logLimit),
         segmentBytes: parseSize(o.segmentSize),
+        checkpointIntervalMs: parseSeconds(o.checkpointInterval, '--checkpoint-interval') * 1000,
       });
       const server = new NbdServer(exportMap(a.exports()), logger);
       const urls: string[] = [];

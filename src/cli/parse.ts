@@ -29,3 +29,12 @@ export function parseSeq(text: string, what: string): number {
 export function collect(value: string, previous: string[]): string[] {
   return [...previous, value];
 }
+
+/** A positive number of seconds (fractions allowed), at most a day. */
+export function parseSeconds(text: string, flag: string): number {
+  const n = Number(text);
+  if (!/^\d+(\.\d+)?$/.test(text) || n <= 0 || n > 86400) {
+    throw new Error(`${flag} '${text}' is not a number of seconds between 0 and 86400`);
+  }
+  return n;
+}

@@ -10,8 +10,11 @@ export class ByteQueue {
     this.length += b.length;
   }
 
-  /** Removes and returns exactly n bytes (n <= length); zero-copy when they lie in one chunk. */
-  take(n: number): Buffer {
+  /**
+   * Removes and returns exactly n bytes (n <= length); zero-copy when they lie in one
+   * chunk, otherwise copied into `into` (at least n bytes) or a new buffer.
+   */
+  take(n: number, into?: Buffer): Buffer {
     if (n > this.length) throw new RangeError(`take(${n}) with only ${this.length} bytes queued`);
     this.length -= n;
     const first = this.chunks[0];
@@ -24,7 +27,7 @@ export class ByteQueue {
       }
       return out;
     }
-    const out = Buffer.allocUnsafe(n);
+    const out = into ? into.subarray(0, n) : Buffer.allocUnsafe(n);
     let filled = 0;
     while (filled < n) {
       const c = this.chunks[0];

@@ -3,6 +3,7 @@
 // order. Malformed input closes this connection only, with a logged reason.
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
+import { payloadPool } from './buffer-pool.js';
 import { ByteQueue } from './byte-queue.js';
 import {
   BASE_ALLOCATION,
@@ -76,7 +77,9 @@ export function transmissionFlags(exp: NbdExport, structured: boolean): number {
 
 export class NbdConnection {
   private readonly q = new ByteQueue();
-  private waiter: { n: number; resolve: (b: Buffer) => void; reject: (e: Error) => void } | undefined;
+  private waiter:
+    | { n: number; resolve: (b: Buffer) => void; reject: (e: Error) => void; into?: Buffer }
+    | undefined;
   private closed = false;
   private structured = false;
   private metaExport: string | undefined; // export the base:allocation context was selected for
@@ -114,7 +117,7 @@ export class NbdConnection {
     const w = this.waiter;
     if (w && this.q.length >= w.n) {
       this.waiter = undefined;
-      w.resolve(this.q.take(w.n));
+      w.resolve(this.q.take(w.n, w.into));
     }
     // Never pause while a read waits for more than is queued (a WRITE payload may be
     // larger than MAX_BUFFERED): that would wait forever.
@@ -129,14 +132,33 @@ export class NbdConnection {
     this.wakeCapacity();
   }
 
-  private read(n: number): Promise<Buffer> {
+  /** The next n bytes; copied into `into` (when given) unless they lie in one socket chunk. */
+  private read(n: number, into?: Buffer): Promise<Buffer> {
     if (this.closed) return Promise.reject(new Closed('connection closed'));
     if ((this.q.length < n || this.q.length < MAX_BUFFERED / 2) && this.socket.isPaused())
       this.socket.resume();
-    if (this.q.length >= n) return Promise.resolve(this.q.take(n));
+    if (this.q.length >= n) return Promise.resolve(this.q.take(n, into));
     return new Promise((resolve, reject) => {
-      this.waiter = { n, resolve, reject };
+      this.waiter = { n, resolve, reject, into };
     });
+  }
+
+  /**
+   * Reads a WRITE payload. `pooled` tells whether it came from payloadPool (and must
+   * go back once the write is done) or is a view of a socket chunk.
+   */
+  private async readPayload(n: number): Promise<{ data: Buffer; pooled: boolean }> {
+    const into = payloadPool.acquire(n);
+    let data: Buffer;
+    try {
+      data = await this.read(n, into);
+    } catch (e) {
+      payloadPool.release(into);
+      throw e;
+    }
+    const pooled = data.buffer === into.buffer;
+    if (!pooled) payloadPool.release(into);
+    return { data, pooled };
   }
 
   /** Logs why and closes; the server and other connections carry on. */
@@ -343,18 +365,19 @@ export class NbdConnection {
         return;
       }
       let payload: Buffer | undefined;
+      let pooled = false;
       if (req.type === CMD.WRITE) {
         if (req.length > MAX_PAYLOAD) {
           this.close(`write of ${req.length} bytes exceeds the maximum payload of ${MAX_PAYLOAD}`);
           return;
         }
-        payload = await this.read(req.length);
+        ({ data: payload, pooled } = await this.readPayload(req.length));
       }
-      this.dispatch(exp, req, payload);
+      this.dispatch(exp, req, payload, pooled);
     }
   }
 
-  private dispatch(exp: NbdExport, req: Request, payload: Buffer | undefined): void {
+  private dispatch(exp: NbdExport, req: Request, payload: Buffer | undefined, pooled: boolean): void {
     const bytes = req.type === CMD.WRITE || req.type === CMD.READ ? req.length : 0;
     this.inflight++;
     this.inflightBytes += bytes;
@@ -366,6 +389,8 @@ export class NbdConnection {
         this.sendError(req, code, String((e as Error | undefined)?.message ?? e));
       })
       .finally(() => {
+        // The write has settled (logged and on disk, or failed): nothing holds the payload now.
+        if (pooled) payloadPool.release(payload!);
         this.inflight--;
         this.inflightBytes -= bytes;
         this.wakeCapacity();

@@ -11,6 +11,10 @@ export interface NbdExport {
   /** Optional human-readable description for NBD_OPT_LIST / NBD_INFO_DESCRIPTION. */
   readonly description?: string;
   read(offset: number, length: number): Promise<Buffer>;
+  /**
+   * `data` belongs to the server's buffer pool and is reused once the returned promise
+   * settles: an export that keeps the bytes longer must copy them.
+   */
   write(offset: number, data: Buffer, fua: boolean): Promise<void>;
   writeZeroes(offset: number, length: number, opts: { noHole: boolean; fua: boolean }): Promise<void>;
   trim(offset: number, length: number, fua: boolean): Promise<void>;

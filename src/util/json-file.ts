@@ -1,6 +1,6 @@
-// Small JSON state files, replaced atomically (write to a temporary file, fsync, rename).
+// Small JSON state files, replaced atomically (write to a temporary file, rename).
 import { closeSync, fsyncSync, openSync, renameSync, writeSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { open, readFile, rename } from 'node:fs/promises';
 import { dirname } from 'node:path';
 
 export async function readJsonFile<T>(path: string): Promise<T | undefined> {
@@ -12,6 +12,16 @@ export async function readJsonFile<T>(path: string): Promise<T | undefined> {
   }
 }
 
+function fsyncDirSync(dir: string): void {
+  const fd = openSync(dir, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Durable replacement: file data, then the rename itself, survive a power loss. */
 export function writeJsonFileSync(path: string, value: unknown): void {
   const tmp = `${path}.tmp`;
   const fd = openSync(tmp, 'w');
@@ -23,10 +33,31 @@ export function writeJsonFileSync(path: string, value: unknown): void {
   }
   renameSync(tmp, path);
   // The rename itself must survive a power loss, or an older state could come back.
-  const dir = openSync(dirname(path), 'r');
+  fsyncDirSync(dirname(path));
+}
+
+/**
+ * The same off the event loop. `durable: false` skips both fsyncs: the new content
+ * survives a process crash (the page cache does) but maybe not a power loss, so use
+ * it only for values whose older version is still safe to read back.
+ * Callers must not run two writes of one path at once (they share the temporary file).
+ */
+export async function writeJsonFile(path: string, value: unknown, opts: { durable: boolean }): Promise<void> {
+  const tmp = `${path}.tmp`;
+  const fh = await open(tmp, 'w');
   try {
-    fsyncSync(dir);
+    await fh.writeFile(`${JSON.stringify(value, null, 2)}\n`);
+    if (opts.durable) await fh.sync();
   } finally {
-    closeSync(dir);
+    await fh.close();
+  }
+  await rename(tmp, path);
+  if (opts.durable) {
+    const dir = await open(dirname(path), 'r');
+    try {
+      await dir.sync();
+    } finally {
+      await dir.close();
+    }
   }
 }

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { collect, parseDiskSpec, parseHostPort, parseSeq } from '../../src/cli/parse.js';
+import { collect, parseDiskSpec, parseHostPort, parseSeconds, parseSeq } from '../../src/cli/parse.js';
 
 describe('parseDiskSpec', () => {
   it('splits NAME=PATH', () => {
@@ -100,5 +100,19 @@ describe('collect', () => {
     const prev = ['a'];
     assert.deepEqual(collect('b', prev), ['a', 'b']);
     assert.deepEqual(prev, ['a'], 'does not modify the previous array');
+  });
+});
+
+describe('parseSeconds', () => {
+  it('accepts whole and fractional seconds', () => {
+    assert.equal(parseSeconds('5', '--x'), 5);
+    assert.equal(parseSeconds('0.25', '--x'), 0.25);
+  });
+  it('names the flag and the bad value', () => {
+    for (const bad of ['0', '-1', 'abc', '1e3', '', '86401']) {
+      assert.throws(() => parseSeconds(bad, '--checkpoint-interval'), {
+        message: `--checkpoint-interval '${bad}' is not a number of seconds between 0 and 86400`,
+      });
+    }
   });
 });

@@ -3,10 +3,12 @@
 // writev per batch, in sequence order); sync() makes everything appended so far
 // durable; a torn tail is cut on open. See docs/formats.md.
 
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, writevSync } from 'node:fs';
 import { type FileHandle, open, readdir, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
+import { SYNC_WRITE_MAX } from '../storage/block-store.js';
+import { fsyncDir } from '../util/fsync-dir.js';
 import { readJsonFile, writeJsonFile } from '../util/json-file.js';
 import { encodeHeader, HEADER_SIZE, type LogRecord, type RecordHeader } from './record.js';
 import { SegmentReader } from './segment-reader.js';
@@ -46,15 +48,6 @@ const MARKER_RESERVE = 1024 * 1024;
 
 export function segmentName(firstSeq: number): string {
   return `seg-${String(firstSeq).padStart(20, '0')}.rcl`;
-}
-
-async function fsyncDir(dir: string): Promise<void> {
-  const fh = await open(dir, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
 }
 
 export class ChangeLog {
@@ -240,11 +233,12 @@ export class ChangeLog {
       const bufs = batch.flatMap((p) => p.bufs);
       let done = 0;
       while (done < bytes) {
-        const { bytesWritten } = await this.fh!.writev(
-          done === 0 ? bufs : sliceBuffers(bufs, done),
-          seg.bytes + done,
-        );
-        done += bytesWritten;
+        const rest = done === 0 ? bufs : sliceBuffers(bufs, done);
+        // A small batch is written on the event loop: cheaper than a thread-pool round trip.
+        done +=
+          bytes <= SYNC_WRITE_MAX
+            ? writevSync(this.fh!.fd, rest, seg.bytes + done)
+            : (await this.fh!.writev(rest, seg.bytes + done)).bytesWritten;
       }
       seg.bytes += bytes;
       this._bytes += bytes;

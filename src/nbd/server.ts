@@ -19,17 +19,19 @@ export class NbdServer {
     return this.sockets.size;
   }
 
-  private accept(socket: Socket): void {
+  private accept(accepted: Socket): void {
     const id = this.nextId++;
-    const peer = socket.remoteAddress ? `${socket.remoteAddress}:${socket.remotePort}` : 'unix';
+    const peer = accepted.remoteAddress ? `${accepted.remoteAddress}:${accepted.remotePort}` : 'unix';
+    const conn = new NbdConnection(accepted, this.exports, this.log.child({ conn: id, peer }));
+    const socket = conn.stream;
     this.sockets.add(socket);
-    socket.setNoDelay?.(true);
     socket.on('close', () => this.sockets.delete(socket));
-    void new NbdConnection(socket, this.exports, this.log.child({ conn: id, peer })).run();
+    void conn.run();
   }
 
   private listen(arg: { host: string; port: number } | { path: string }): Promise<Server> {
-    const server = createServer((s) => this.accept(s));
+    // Paused, so that a connection can take the socket over before anything is read.
+    const server = createServer({ pauseOnConnect: true }, (s) => this.accept(s));
     this.servers.push(server);
     return new Promise((resolve, reject) => {
       server.once('error', reject);

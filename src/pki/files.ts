@@ -3,6 +3,7 @@
 import { randomBytes } from 'node:crypto';
 import { link, open, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
+import { fsyncDir } from '../util/fsync-dir.js';
 
 export interface OutputFile {
   path: string;
@@ -11,15 +12,6 @@ export interface OutputFile {
 }
 
 export class FileExistsError extends Error {}
-
-async function fsyncDir(dir: string): Promise<void> {
-  const fd = await open(dir, 'r');
-  try {
-    await fd.sync();
-  } finally {
-    await fd.close();
-  }
-}
 
 /**
  * Writes all files, or none if writing any of them fails. Without `overwrite`, a file that

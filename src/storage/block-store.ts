@@ -1,5 +1,6 @@
 // The backing store of an exported disk: a raw image file or a block device,
 // accessed with positional I/O only (the file position is never used).
+import { writeSync } from 'node:fs';
 import { type FileHandle, open } from 'node:fs/promises';
 import { blockDeviceSize, SpaceOp, seekData, seekHole, space } from './native-fileops.js';
 
@@ -11,6 +12,12 @@ export interface Extent {
 }
 
 const ZERO_CHUNK = Buffer.alloc(1024 * 1024);
+/**
+ * Writes up to this size are made on the event loop: a pwrite of a few KiB into the
+ * page cache takes microseconds, less than handing it to libuv's thread pool and
+ * back (about 30 us of the event loop's time each, measured under fio 4k).
+ */
+export const SYNC_WRITE_MAX = 64 * 1024;
 
 export class BlockStore {
   private constructor(
@@ -54,6 +61,10 @@ export class BlockStore {
 
   async write(data: Buffer, offset: number): Promise<void> {
     let done = 0;
+    if (data.length <= SYNC_WRITE_MAX) {
+      while (done < data.length) done += writeSync(this.fh.fd, data, done, data.length - done, offset + done);
+      return;
+    }
     while (done < data.length) {
       const { bytesWritten } = await this.fh.write(data, done, data.length - done, offset + done);
       done += bytesWritten;

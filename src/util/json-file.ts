@@ -2,6 +2,7 @@
 import { closeSync, fsyncSync, openSync, renameSync, writeSync } from 'node:fs';
 import { open, readFile, rename } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import { fsyncDir, fsyncDirSync } from './fsync-dir.js';
 
 export async function readJsonFile<T>(path: string): Promise<T | undefined> {
   try {
@@ -9,15 +10,6 @@ export async function readJsonFile<T>(path: string): Promise<T | undefined> {
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw new Error(`cannot read ${path}: ${(e as Error).message}`);
-  }
-}
-
-function fsyncDirSync(dir: string): void {
-  const fd = openSync(dir, 'r');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
   }
 }
 
@@ -52,12 +44,5 @@ export async function writeJsonFile(path: string, value: unknown, opts: { durabl
     await fh.close();
   }
   await rename(tmp, path);
-  if (opts.durable) {
-    const dir = await open(dirname(path), 'r');
-    try {
-      await dir.sync();
-    } finally {
-      await dir.close();
-    }
-  }
+  if (opts.durable) await fsyncDir(dirname(path));
 }

@@ -28,16 +28,11 @@ describe('power loss after FLUSH, before the disks were checkpointed', { timeout
     await running?.kill();
     cleanup();
   });
+  const start = (checkpointInterval: string) =>
+    startAgent(['--data-dir', dataDir, '--disk', `d=${disk}`, '--checkpoint-interval', checkpointInterval]);
 
   test('checkpoints advance on their timer', async () => {
-    running = await startAgent([
-      '--data-dir',
-      dataDir,
-      '--disk',
-      `d=${disk}`,
-      '--checkpoint-interval',
-      '0.2',
-    ]);
+    running = await start('0.2');
     const c = await TestNbdClient.connect({ port: running.port }, 'd');
     await c.write(0, Buffer.alloc(4096, 1));
     await c.flush();
@@ -53,14 +48,7 @@ describe('power loss after FLUSH, before the disks were checkpointed', { timeout
 
   test('the log rebuilds flushed writes the disk lost; every disk is marked resync required', async () => {
     // A checkpoint interval longer than the test: nothing written below is fsynced to the disk.
-    running = await startAgent([
-      '--data-dir',
-      dataDir,
-      '--disk',
-      `d=${disk}`,
-      '--checkpoint-interval',
-      '3600',
-    ]);
+    running = await start('3600');
     const before = readState(dataDir);
     const diskAtCheckpoint = readFileSync(disk);
     const writes = Array.from({ length: 40 }, (_, i) => ({

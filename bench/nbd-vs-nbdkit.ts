@@ -11,7 +11,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { open, truncate } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { loadAverage, machineInfo, toolVersions } from './lib/machine.js';
+import { loadAverage, machineInfo, newBlockWriteCeiling, toolVersions } from './lib/machine.js';
 import { killRunning, run } from './lib/proc.js';
 import { type CpuTime, cpuTime, maxPeak, type RssPeak } from './lib/rss.js';
 import {
@@ -320,6 +320,11 @@ async function main(): Promise<number> {
     say(`- machine: ${machine.nproc} CPUs, ${machine.cpu}, ${machine.memGiB.toFixed(1)} GiB RAM`);
     say(`- kernel: ${machine.kernel}; scratch: ${work} (${machine.workFs})`);
     say(`- load average at start: ${machine.loadAvg}`);
+    const ceiling = await newBlockWriteCeiling(work);
+    say(
+      `- scratch volume, sequential write of new blocks with fdatasync (\`dd bs=1M count=1024 conv=fdatasync\`): ` +
+        `${ceiling.toFixed(0)} MB/s — the rate a change log can sustain once a workload flushes`,
+    );
     say('- tools:');
     for (const [k, v] of Object.entries(versions)) say(`  - ${k}: ${v}`);
     say(

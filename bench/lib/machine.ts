@@ -1,8 +1,9 @@
 // Where a benchmark ran: machine, kernel, file system and tool versions.
-import { readFileSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { availableParallelism, loadavg, release, totalmem } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { output } from './proc.js';
+import { output, run } from './proc.js';
 
 export interface MachineInfo {
   nproc: number;
@@ -57,4 +58,22 @@ export async function toolVersions(): Promise<Record<string, string>> {
     fio: await output('fio', ['--version']),
     'mkfs.ext4': await output('sh', ['-c', 'mkfs.ext4 -V 2>&1 | head -1']),
   };
+}
+
+/**
+ * Sequential write of new blocks with fdatasync on the scratch volume (`dd bs=1M
+ * conv=fdatasync`), MB/s: what a change log can sustain when every byte must reach the
+ * device, as it must once the workload flushes. A server without a journal can beat it
+ * when a workload overwrites the same blocks (the page cache absorbs them).
+ */
+export async function newBlockWriteCeiling(dir: string, mib = 1024): Promise<number> {
+  const file = join(dir, 'ceiling.tmp');
+  try {
+    const r = await run('dd', ['if=/dev/zero', `of=${file}`, 'bs=1M', `count=${mib}`, 'conv=fdatasync'], {
+      timeoutMs: 600_000,
+    });
+    return (mib * 2 ** 20) / r.seconds / 1e6;
+  } finally {
+    rmSync(file, { force: true });
+  }
 }

@@ -46,15 +46,21 @@ export function encodeHeader(h: Omit<RecordHeader, 'payloadLength'>, payload: Bu
   b.writeUInt8(h.type, 4);
   b.writeUInt8(h.flags, 5);
   b.writeUInt16LE(h.disk, 6);
-  b.writeBigUInt64LE(BigInt(h.seq), 8);
-  b.writeBigUInt64LE(BigInt(h.time), 16);
-  b.writeBigUInt64LE(BigInt(h.offset), 24);
+  writeU64(b, h.seq, 8);
+  writeU64(b, h.time, 16);
+  writeU64(b, h.offset, 24);
   b.writeUInt32LE(h.length, 32);
   b.writeUInt32LE(payload.length, 36);
   b.writeUInt32LE(0, 44);
   const crc = crc32c(payload, crc32c(b.subarray(0, 40)));
   b.writeUInt32LE(crc, 40);
   return b;
+}
+
+/** A u64 LE from a safe integer, without a BigInt (encodeHeader runs once per write). */
+function writeU64(b: Buffer, value: number, at: number): void {
+  b.writeUInt32LE(value % 0x100000000, at);
+  b.writeUInt32LE(Math.floor(value / 0x100000000), at + 4);
 }
 
 export type HeaderResult = { ok: true; header: RecordHeader; crc: number } | { ok: false; reason: string };

@@ -1,0 +1,454 @@
+// The master target's replica of one protected machine: its disks (sparse raw image
+// files or block devices, kept at the latest applied state) and one undo journal (one
+// sequence per machine, so every point is consistent across the machine's disks).
+// Applying a batch: before-images to the journal, one journal sync, then the replica
+// writes, one replica sync, then appliedThrough in the state file. See docs/formats.md.
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { BlockStore } from '../storage/block-store.js';
+import { readJsonFile, writeJsonFile } from '../util/json-file.js';
+import { type JournalRecord, JournalRecordType, MAX_JOURNAL_PAYLOAD } from './journal-record.js';
+import { PointView, type ViewSource } from './point-view.js';
+import { type JournalEntry, markerKind, UndoJournal } from './undo-journal.js';
+
+export type ChangeType = 'write' | 'zero' | 'trim';
+
+/** One write, write-zeroes or trim of one disk. */
+export interface Change {
+  type: ChangeType;
+  seq: number;
+  disk: number;
+  offset: number;
+  length: number;
+  /** The written bytes (write only; length bytes). */
+  data?: Buffer;
+  /** Source time, milliseconds since the epoch. */
+  time: number;
+}
+
+/** A recovery point: a flush (crash-consistent) or a bookmark (app-consistent). */
+export interface Marker {
+  type: 'marker';
+  seq: number;
+  kind: 'crash' | 'app';
+  tag: string;
+  time: number;
+}
+
+export type ReplicaItem = Change | Marker;
+
+export interface ReplicaOptions {
+  /** Holds the state file, replica-state.json. */
+  stateDir: string;
+  /** The undo journal's directory, on the retention volume. */
+  retentionDir: string;
+  /** Disk id (1..65535) -> replica image path; the files must exist at their full size. */
+  disks: { id: number; path: string }[];
+  segmentBytes?: number;
+  logger?: Logger;
+}
+
+export interface BatchResult {
+  /** Changes and markers applied for the first time. */
+  applied: number;
+  /** Re-sent items whose before-image was already journaled: only the replica write was redone. */
+  redone: number;
+  /** Re-sent items at or below appliedThrough: nothing done. */
+  skipped: number;
+  appliedThrough: number;
+}
+
+export interface RecoveryPoint {
+  seq: number;
+  time: number;
+  kind: 'crash' | 'app';
+  tag: string;
+}
+
+export interface PruneResult {
+  segments: number;
+  bytes: number;
+  oldestPoint: number;
+}
+
+interface ReplicaState {
+  /** Every item with seq <= this is applied and durable on the replica disks. */
+  appliedThrough: number;
+  /** Source time of that item. */
+  appliedTime: number;
+}
+
+export const STATE_FILE = 'replica-state.json';
+/** Before-images are taken and journaled in chunks of at most this size (bounds memory). */
+export const CHUNK_BYTES = 16 * 1024 * 1024;
+const MAX_U32 = 0xffffffff;
+const ZEROES = Buffer.alloc(64 * 1024);
+
+export class Replica {
+  private state: ReplicaState;
+  private ops: Promise<unknown> = Promise.resolve();
+  private views = new Set<PointView>();
+  /** While a prune runs: views below this would need what it deletes. */
+  private pruneFloor = 0;
+  private closed = false;
+  private readonly source: ViewSource;
+
+  private constructor(
+    private readonly statePath: string,
+    state: ReplicaState,
+    private readonly stores: Map<number, BlockStore>,
+    readonly journal: UndoJournal,
+  ) {
+    this.state = state;
+    this.source = {
+      journal,
+      diskSize: (disk) => this.store(disk).size,
+      readReplica: (disk, buf, offset) => this.store(disk).readInto(buf, offset),
+      release: (view) => this.views.delete(view),
+    };
+  }
+
+  static async open(opts: ReplicaOptions): Promise<Replica> {
+    mkdirSync(opts.stateDir, { recursive: true });
+    const statePath = join(opts.stateDir, STATE_FILE);
+    const state = (await readJsonFile<ReplicaState>(statePath)) ?? { appliedThrough: 0, appliedTime: 0 };
+    const stores = new Map<number, BlockStore>();
+    try {
+      for (const d of opts.disks) {
+        if (!Number.isInteger(d.id) || d.id < 1 || d.id > 65535) throw new Error(`invalid disk id ${d.id}`);
+        if (stores.has(d.id)) throw new Error(`disk id ${d.id} given twice`);
+        stores.set(d.id, await BlockStore.open(d.path));
+      }
+      // Records at or below appliedThrough were synced before their replica writes: losing
+      // one is corruption, not a torn tail.
+      const journal = await UndoJournal.open(opts.retentionDir, {
+        segmentBytes: opts.segmentBytes,
+        durableThrough: state.appliedThrough,
+        logger: opts.logger,
+      });
+      return new Replica(statePath, state, stores, journal);
+    } catch (e) {
+      for (const s of stores.values()) await s.close();
+      throw e;
+    }
+  }
+
+  /** Highest seq applied and durable on the replica ("latest"). */
+  get appliedThrough(): number {
+    return this.state.appliedThrough;
+  }
+
+  /** The lowest point a view can still show exactly. */
+  get oldestPoint(): number {
+    const first = this.journal.firstSeq;
+    const applied = this.state.appliedThrough;
+    return first === undefined ? applied : Math.min(first - 1, applied);
+  }
+
+  get diskIds(): number[] {
+    return [...this.stores.keys()];
+  }
+
+  diskSize(disk: number): number {
+    return this.store(disk).size;
+  }
+
+  private store(disk: number): BlockStore {
+    const s = this.stores.get(disk);
+    if (!s) throw new Error(`unknown disk ${disk}`);
+    return s;
+  }
+
+  /** Batches, prunes and close run one at a time, in call order. */
+  private serial<T>(fn: () => Promise<T>, evenIfClosed = false): Promise<T> {
+    const run = this.ops.then(() => {
+      if (this.closed && !evenIfClosed) throw new Error('replica is closed');
+      return fn();
+    });
+    this.ops = run.catch(() => undefined);
+    return run;
+  }
+
+  /**
+   * Applies changes and markers in seq order. Items at or below appliedThrough are
+   * skipped; items whose before-image is already journaled (sent before a restart) only
+   * have their replica write redone. On any error the batch is not acknowledged:
+   * appliedThrough stays, and re-sending the batch later is safe.
+   */
+  applyBatch(items: ReplicaItem[]): Promise<BatchResult> {
+    return this.serial(() => this.applyNow(items));
+  }
+
+  private async applyNow(items: ReplicaItem[]): Promise<BatchResult> {
+    const { skipped, redo, fresh } = this.plan(items);
+    const last = fresh.at(-1) ?? redo.at(-1);
+    if (!last) return { applied: 0, redone: 0, skipped, appliedThrough: this.appliedThrough };
+    const touched = new Set<number>();
+    // The replica may or may not hold these already; writing them again is idempotent.
+    for (const it of redo) await this.writeReplica(it, touched);
+    // Before-images durable first (one sync for the batch), indexed, then the replica.
+    await this.journal.append(this.beforeImages(fresh));
+    for (const it of fresh) await this.writeReplica(it, touched);
+    for (const disk of touched) await this.store(disk).sync();
+    const state = { appliedThrough: last.seq, appliedTime: last.time };
+    await writeJsonFile(this.statePath, state, { durable: true });
+    this.state = state;
+    return { applied: fresh.length, redone: redo.length, skipped, appliedThrough: last.seq };
+  }
+
+  /** Validates the whole batch before anything is done, and sorts its items by what they need. */
+  private plan(items: ReplicaItem[]): { skipped: number; redo: ReplicaItem[]; fresh: ReplicaItem[] } {
+    const applied = this.state.appliedThrough;
+    // Journaled but not confirmed on the replica: these must come back first, in order.
+    const pending = groupBySeq(this.journal.entriesAfter(applied));
+    let p = 0;
+    let skipped = 0;
+    const redo: ReplicaItem[] = [];
+    const fresh: ReplicaItem[] = [];
+    let prev: number | undefined;
+    for (const it of items) {
+      this.validate(it);
+      if (prev !== undefined && it.seq <= prev) throw new Error(`seq ${it.seq} does not follow seq ${prev}`);
+      prev = it.seq;
+      if (it.seq <= applied) {
+        skipped++;
+        continue;
+      }
+      if (p < pending.length) {
+        const want = pending[p++];
+        if (it.seq !== want[0].seq) {
+          throw new Error(
+            `seq ${it.seq} received where seq ${want[0].seq} was expected (journaled, not yet applied)`,
+          );
+        }
+        const mismatch = journalMismatch(it, want);
+        if (mismatch) throw new Error(`seq ${it.seq} does not match its journal record: ${mismatch}`);
+        redo.push(it);
+        continue;
+      }
+      fresh.push(it);
+    }
+    return { skipped, redo, fresh };
+  }
+
+  private validate(it: ReplicaItem): void {
+    if (!Number.isSafeInteger(it.seq) || it.seq < 1) throw new Error(`invalid seq ${it.seq}`);
+    if (!Number.isSafeInteger(it.time) || it.time < 0)
+      throw new Error(`seq ${it.seq}: invalid time ${it.time}`);
+    if (it.type === 'marker') {
+      if (it.kind !== 'crash' && it.kind !== 'app')
+        throw new Error(`seq ${it.seq}: invalid marker kind ${it.kind}`);
+      if (Buffer.byteLength(it.tag, 'utf8') > 4096) throw new Error(`seq ${it.seq}: marker tag too long`);
+      return;
+    }
+    if (it.type !== 'write' && it.type !== 'zero' && it.type !== 'trim') {
+      throw new Error(`seq ${(it as Change).seq}: invalid change type ${(it as Change).type}`);
+    }
+    const store = this.stores.get(it.disk);
+    if (!store) throw new Error(`seq ${it.seq}: unknown disk ${it.disk}`);
+    const { offset, length } = it;
+    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0) {
+      throw new Error(`seq ${it.seq}: invalid range [${offset}, +${length})`);
+    }
+    if (length > MAX_U32) throw new Error(`seq ${it.seq}: length ${length} is too large`);
+    if (offset + length > store.size) {
+      throw new Error(
+        `seq ${it.seq}: range [${offset}, +${length}) is beyond the end of disk ${it.disk} (${store.size} bytes)`,
+      );
+    }
+    if (it.type === 'write') {
+      if (!it.data || it.data.length !== length) {
+        throw new Error(
+          `seq ${it.seq}: write of ${length} bytes carries ${it.data?.length ?? 0} bytes of data`,
+        );
+      }
+      if (length > MAX_JOURNAL_PAYLOAD)
+        throw new Error(`seq ${it.seq}: write of ${length} bytes is too large`);
+    } else if (it.data && it.data.length > 0) {
+      throw new Error(`seq ${it.seq}: ${it.type} carries data`);
+    }
+  }
+
+  /**
+   * The journal records of new items, produced lazily (one chunk in memory at a time).
+   * A before-image is what the range holds just before the change: the replica's bytes
+   * with the earlier changes of this same batch laid over them (not written yet).
+   */
+  private async *beforeImages(fresh: ReplicaItem[]): AsyncGenerator<JournalRecord> {
+    for (let i = 0; i < fresh.length; i++) {
+      const it = fresh[i];
+      if (it.type === 'marker') {
+        yield { type: JournalRecordType.Marker, seq: it.seq, time: it.time, kind: it.kind, tag: it.tag };
+        continue;
+      }
+      const end = it.offset + it.length;
+      let off = it.offset;
+      do {
+        const n = Math.min(CHUNK_BYTES, end - off);
+        const image = await this.readBefore(it.disk, off, n, fresh, i);
+        yield {
+          type: JournalRecordType.BeforeImage,
+          seq: it.seq,
+          disk: it.disk,
+          time: it.time,
+          offset: off,
+          length: n,
+          beforeImage: image,
+          more: off + n < end,
+        };
+        off += n;
+      } while (off < end);
+    }
+  }
+
+  /** Bytes at [offset, offset+n) before fresh[i]; null when they are all zeroes. */
+  private async readBefore(
+    disk: number,
+    offset: number,
+    n: number,
+    fresh: ReplicaItem[],
+    i: number,
+  ): Promise<Buffer | null> {
+    if (n === 0) return null;
+    const earlier: Change[] = [];
+    for (let j = 0; j < i; j++) {
+      const c = fresh[j];
+      if (c.type !== 'marker' && c.disk === disk && c.offset < offset + n && c.offset + c.length > offset) {
+        earlier.push(c);
+      }
+    }
+    const store = this.store(disk);
+    // A hole with nothing laid over it costs neither a read nor journal space.
+    const ext = store.extents(offset, n, 1);
+    if (earlier.length === 0 && ext[0]?.hole && ext[0].length >= n) return null;
+    const buf = Buffer.allocUnsafe(n);
+    await store.readInto(buf, offset);
+    for (const c of earlier) {
+      const from = Math.max(c.offset, offset);
+      const to = Math.min(c.offset + c.length, offset + n);
+      if (c.type === 'write') c.data!.copy(buf, from - offset, from - c.offset, to - c.offset);
+      else buf.fill(0, from - offset, to - offset);
+    }
+    return isAllZero(buf) ? null : buf;
+  }
+
+  private async writeReplica(it: ReplicaItem, touched: Set<number>): Promise<void> {
+    if (it.type === 'marker' || it.length === 0) return;
+    const store = this.store(it.disk);
+    if (it.type === 'write') await store.write(it.data!, it.offset);
+    else await store.zero(it.offset, it.length, false); // zero and trim both read back as zeroes
+    touched.add(it.disk);
+  }
+
+  /**
+   * A view of the disks at point P (or "latest" = appliedThrough). The view stays exact
+   * while more changes are applied; it holds back pruning of what it needs until closed.
+   */
+  openView(point: number | 'latest'): PointView {
+    if (this.closed) throw new Error('replica is closed');
+    const p = point === 'latest' ? this.state.appliedThrough : point;
+    if (!Number.isSafeInteger(p) || p < 0) throw new Error(`invalid recovery point ${point}`);
+    if (p > this.state.appliedThrough) {
+      throw new Error(
+        `recovery point ${p} is newer than the latest applied seq ${this.state.appliedThrough}`,
+      );
+    }
+    const oldest = Math.max(this.oldestPoint, this.pruneFloor);
+    if (p < oldest) throw new Error(`recovery point ${p} is older than the oldest retained point ${oldest}`);
+    const view = new PointView(p, this.source);
+    this.views.add(view);
+    return view;
+  }
+
+  /** Markers (flushes and bookmarks) that can still be viewed, oldest first. */
+  recoveryPoints(): RecoveryPoint[] {
+    return this.journal.markers(this.state.appliedThrough).map((e: JournalEntry) => ({
+      seq: e.seq,
+      time: e.time,
+      kind: markerKind(e),
+      tag: e.tag ?? '',
+    }));
+  }
+
+  /**
+   * The point for a moment in time: the latest applied seq whose source time is <= ms
+   * (any moment, not only markers); undefined when no retained record is that old.
+   */
+  pointAtTime(ms: number): number | undefined {
+    const { appliedThrough, appliedTime } = this.state;
+    if (appliedThrough > 0 && appliedTime <= ms) return appliedThrough;
+    return this.journal.latestAtOrBefore(ms, appliedThrough);
+  }
+
+  /**
+   * Deletes whole journal segments whose records all have seq < seq: points below
+   * seq - 1 may no longer be viewable (see oldestPoint). Never deletes what an open view
+   * or an unconfirmed change needs.
+   */
+  pruneBefore(seq: number): Promise<PruneResult> {
+    return this.serial(async () => {
+      let cutoff = Math.min(seq, this.state.appliedThrough + 1);
+      for (const v of this.views) cutoff = Math.min(cutoff, v.point + 1);
+      this.pruneFloor = Math.max(0, cutoff - 1);
+      try {
+        const r = await this.journal.pruneBefore(cutoff);
+        return { ...r, oldestPoint: this.oldestPoint };
+      } finally {
+        this.pruneFloor = 0;
+      }
+    });
+  }
+
+  /** Retention by age: keeps every point from time cutoffMs on viewable. */
+  async pruneOlderThan(cutoffMs: number): Promise<PruneResult> {
+    const p = this.pointAtTime(cutoffMs);
+    if (p === undefined) return { segments: 0, bytes: 0, oldestPoint: this.oldestPoint };
+    return this.pruneBefore(p + 1);
+  }
+
+  /** Waits for the batch in progress, closes views, disks and the journal. */
+  close(): Promise<void> {
+    return this.serial(async () => {
+      if (this.closed) return;
+      this.closed = true;
+      for (const v of [...this.views]) v.close();
+      for (const s of this.stores.values()) await s.close();
+      await this.journal.close();
+    }, true);
+  }
+}
+
+/** Entries grouped into changes (the chunks of one change share its seq). */
+function groupBySeq(entries: JournalEntry[]): JournalEntry[][] {
+  const out: JournalEntry[][] = [];
+  for (const e of entries) {
+    const last = out.at(-1);
+    if (last && last[0].seq === e.seq) last.push(e);
+    else out.push([e]);
+  }
+  return out;
+}
+
+function journalMismatch(it: ReplicaItem, records: JournalEntry[]): string | undefined {
+  const first = records[0];
+  if (it.type === 'marker') {
+    if (first.type !== JournalRecordType.Marker) return 'a marker where the journal has a change';
+    if (markerKind(first) !== it.kind) return `marker kind ${it.kind}, journal has ${markerKind(first)}`;
+    return undefined;
+  }
+  if (first.type !== JournalRecordType.BeforeImage) return 'a change where the journal has a marker';
+  const length = records.reduce((n, e) => n + e.length, 0);
+  if (first.disk !== it.disk || first.offset !== it.offset || length !== it.length) {
+    return `disk ${it.disk} [${it.offset}, +${it.length}), journal has disk ${first.disk} [${first.offset}, +${length})`;
+  }
+  return undefined;
+}
+
+function isAllZero(buf: Buffer): boolean {
+  for (let i = 0; i < buf.length; i += ZEROES.length) {
+    const n = Math.min(ZEROES.length, buf.length - i);
+    if (!buf.subarray(i, i + n).equals(ZEROES.subarray(0, n))) return false;
+  }
+  return true;
+}

@@ -81,6 +81,8 @@ export class Agent {
    * make the disks themselves durable, since no log record can redo it.
    */
   private unloggedSinceSync = false;
+  /** The highest seq trimLog() was asked for; the part beyond the checkpoint waits for the next one. */
+  private trimWanted = 0;
   private closed = false;
   private closing = false;
   private logFullWarned = false;
@@ -234,6 +236,9 @@ export class Agent {
         await Promise.all(this.captured.map((d) => d.store.sync()));
         this.durableThrough = Math.max(this.durableThrough, upTo);
         await this.persistState(true);
+        if (this.trimWanted > this.log.trimmedThrough) {
+          await this.log.trimThrough(Math.min(this.trimWanted, this.durableThrough));
+        }
       } catch (e) {
         this.logger.error({ err: e }, 'checkpoint failed: the disks are not durable, the log is kept');
         throw e;
@@ -249,6 +254,7 @@ export class Agent {
    * process server); never past the last checkpoint, whose records a power loss needs.
    */
   async trimLog(seq: number): Promise<number> {
+    this.trimWanted = Math.max(this.trimWanted, seq);
     const upTo = Math.min(seq, this.durableThrough);
     await this.log.trimThrough(upTo);
     return upTo;
@@ -375,6 +381,19 @@ export class Agent {
     }
     await this.syncer.request();
     return seq;
+  }
+
+  /** Makes every log record written so far durable (what the shipper may send). */
+  syncLog(): Promise<void> {
+    return this.syncer.request();
+  }
+
+  /** Every captured disk entirely resync required (changes were lost before the replica got them). */
+  async markAllResyncRequired(): Promise<void> {
+    for (const d of this.captured) {
+      await d.bitmap.markAll();
+      await d.bitmap.sync();
+    }
   }
 
   /** NBD FLUSH: every change acknowledged so far, on any disk or connection, becomes durable. */

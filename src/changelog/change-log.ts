@@ -8,6 +8,7 @@ import { type FileHandle, open, readdir, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { SYNC_WRITE_MAX } from '../storage/block-store.js';
+import { skipBytes } from '../util/buffers.js';
 import { fsyncDir } from '../util/fsync-dir.js';
 import { readJsonFile, writeJsonFile } from '../util/json-file.js';
 import { encodeHeader, HEADER_SIZE, type LogRecord, type RecordHeader } from './record.js';
@@ -67,6 +68,9 @@ export class ChangeLog {
   private failed: Error | undefined;
   private _nextSeq = 1;
   private _lastWritten = 0;
+  private _durableSeq = 0;
+  /** Resolved (and replaced) whenever durableSeq advances: one promise, however many wait. */
+  private durableAdvanced = deferred();
   private _trimmedThrough = 0;
   /** Number of records present in the log (approximate after a trim inside a segment). */
   private _bytes = 0;
@@ -88,6 +92,33 @@ export class ChangeLog {
   /** Highest sequence whose record has been written to the segment file (not necessarily synced). */
   get lastWritten(): number {
     return this._lastWritten;
+  }
+  /**
+   * Every record with seq <= this is durable (fsynced). Only durable records may leave
+   * the machine: after a power loss the log is cut back to its durable end and those
+   * sequence numbers are handed out again, for other changes.
+   */
+  get durableSeq(): number {
+    return this._durableSeq;
+  }
+
+  /** Resolves once durableSeq > seq, or earlier when it advances at all (callers re-check). */
+  waitDurableBeyond(seq: number): Promise<void> {
+    if (this._durableSeq > seq) return Promise.resolve();
+    return this.durableAdvanced.promise;
+  }
+
+  private setDurable(seq: number): void {
+    if (seq <= this._durableSeq) return;
+    this._durableSeq = seq;
+    const advanced = this.durableAdvanced;
+    this.durableAdvanced = deferred();
+    advanced.resolve();
+  }
+
+  /** The segment files now: first sequence, path and bytes written (oldest first). */
+  segmentsSnapshot(): { firstSeq: number; path: string; bytes: number }[] {
+    return this.segments.map((s) => ({ ...s }));
   }
   get trimmedThrough(): number {
     return this._trimmedThrough;
@@ -130,7 +161,12 @@ export class ChangeLog {
       this._nextSeq = Math.max(this._nextSeq, this._trimmedThrough + 1);
     }
     this._lastWritten = this._nextSeq - 1;
-    if (!this.opts.readOnly && last) this.fh = await open(last.path, 'r+');
+    if (!this.opts.readOnly && last) {
+      this.fh = await open(last.path, 'r+');
+      // What survived a process crash may sit in the page cache only: make it durable now.
+      await this.fh.datasync();
+    }
+    if (!this.opts.readOnly) this._durableSeq = this._lastWritten;
   }
 
   /** Scans the last segment; cuts a torn or corrupt tail (only the last segment can be torn). */
@@ -181,6 +217,18 @@ export class ChangeLog {
    * Assigns the next sequence number and queues the record. The returned promise
    * resolves once the record (and every earlier one) is written to the segment file.
    */
+  /**
+   * Appends a record under a sequence number chosen by the caller (a process server's
+   * cache keeps the agent's numbers): at least nextSeq; a gap is allowed.
+   */
+  appendAt(seq: number, rec: NewRecord): { seq: number; written: Promise<void> } {
+    if (seq < this._nextSeq) {
+      throw new Error(`sequence ${seq} is below the log's next sequence ${this._nextSeq}`);
+    }
+    this._nextSeq = seq;
+    return this.append(rec);
+  }
+
   append(rec: NewRecord): { seq: number; written: Promise<void> } {
     if (this.opts.readOnly) throw new Error('change log opened read-only');
     const seq = this._nextSeq++;
@@ -233,7 +281,7 @@ export class ChangeLog {
       const bufs = batch.flatMap((p) => p.bufs);
       let done = 0;
       while (done < bytes) {
-        const rest = done === 0 ? bufs : sliceBuffers(bufs, done);
+        const rest = done === 0 ? bufs : skipBytes(bufs, done);
         // A small batch is written on the event loop: cheaper than a thread-pool round trip.
         done +=
           bytes <= SYNC_WRITE_MAX
@@ -288,6 +336,7 @@ export class ChangeLog {
   /** Makes every record written so far durable, in every segment. */
   async sync(): Promise<void> {
     if (this.failed) throw this.failed;
+    const covers = this._lastWritten;
     const dirDirty = this.dirDirty;
     this.dirDirty = false;
     try {
@@ -299,6 +348,7 @@ export class ChangeLog {
       throw e;
     }
     if (this.closeError) throw this.closeError;
+    this.setDurable(covers);
   }
 
   /** Reopens appends after a failure (e.g. once space returns). */
@@ -373,15 +423,10 @@ export class ChangeLog {
   }
 }
 
-function sliceBuffers(bufs: Buffer[], skip: number): Buffer[] {
-  const out: Buffer[] = [];
-  for (const b of bufs) {
-    if (skip >= b.length) {
-      skip -= b.length;
-      continue;
-    }
-    out.push(skip ? b.subarray(skip) : b);
-    skip = 0;
-  }
-  return out;
+function deferred(): { promise: Promise<void>; resolve: () => void } {
+  let resolve!: () => void;
+  const promise = new Promise<void>((r) => {
+    resolve = r;
+  });
+  return { promise, resolve };
 }

@@ -23,8 +23,11 @@ export class SegmentReader {
     private readonly limit: number,
   ) {}
 
-  static async open(path: string, limit = Number.POSITIVE_INFINITY): Promise<SegmentReader> {
-    return new SegmentReader(path, await open(path, 'r'), limit);
+  /** Reads from `start` (a record boundary) up to `limit` bytes of the file. */
+  static async open(path: string, limit = Number.POSITIVE_INFINITY, start = 0): Promise<SegmentReader> {
+    const r = new SegmentReader(path, await open(path, 'r'), limit);
+    r.bufStart = start;
+    return r;
   }
 
   /** File offset of the next record. */

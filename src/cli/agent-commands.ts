@@ -5,10 +5,12 @@ import { Agent } from '../agent/agent.js';
 import { loadState } from '../agent/agent-state.js';
 import { callAgent, startControlServer } from '../agent/control-server.js';
 import { formatSummary, summarizeDataDir } from '../agent/log-summary.js';
+import { Shipper } from '../agent/shipper.js';
 import { applyLog } from '../changelog/apply.js';
 import { ChangeLog } from '../changelog/change-log.js';
 import { exportMap } from '../nbd/export.js';
 import { NbdServer } from '../nbd/server.js';
+import { loadTlsMaterial } from '../pki/ca.js';
 import { sparseCopy } from '../storage/sparse-copy.js';
 import { createLogger } from '../util/logger.js';
 import { parseSize } from '../util/size.js';
@@ -34,6 +36,9 @@ export function registerAgentCommands(program: Command): void {
       'how often the disks are fsynced behind the log (FLUSH needs only the log)',
       '5',
     )
+    .option('--process-server <host:port>', 'ship the change log to this process server (mutual TLS)')
+    .option('--tls-dir <dir>', 'this agent’s key and certificate (rebound ca issue --role agent) and ca.crt')
+    .option('--name <name>', 'this agent’s component name (the certificate’s)')
     .action(async (o) => {
       const disks = [
         ...o.disk.map((d: string) => parseDiskSpec(d)),
@@ -41,7 +46,10 @@ export function registerAgentCommands(program: Command): void {
       ];
       if (disks.length === 0) throw new Error('give at least one --disk NAME=PATH');
       const listen = o.listen || !o.socket ? parseHostPort(o.listen ?? '127.0.0.1:10809') : undefined;
+      const ps = o.processServer ? parseHostPort(o.processServer) : undefined;
+      if (ps && (!o.tlsDir || !o.name)) throw new Error('--process-server needs --tls-dir and --name');
       const logger = createLogger();
+      const material = ps ? await loadTlsMaterial(o.tlsDir, { role: 'agent', name: o.name }) : undefined;
       const a = await Agent.open({
         dataDir: o.dataDir,
         disks,
@@ -61,6 +69,11 @@ export function registerAgentCommands(program: Command): void {
         await server.listenUnix(o.socket);
         urls.push(`nbd+unix:///?socket=${o.socket}`);
       }
+      const shipper =
+        ps && material
+          ? new Shipper({ agent: a, host: ps.host, port: ps.port, material, name: o.name, logger })
+          : undefined;
+      shipper?.start();
       const control = await startControlServer(a);
       let stopping = false;
       const stop = async (signal: string) => {
@@ -69,6 +82,7 @@ export function registerAgentCommands(program: Command): void {
         logger.info({ signal }, 'stopping agent');
         control.close();
         await server.close();
+        await shipper?.stop();
         await a.close();
         process.exit(0);
       };

@@ -5,6 +5,7 @@ import { Command } from 'commander';
 import { registerAgentCommands } from './agent-commands.js';
 import { registerCaCommands } from './ca-commands.js';
 import { registerDrillCommand } from './drill-command.js';
+import { registerProcessServerCommands } from './process-server-commands.js';
 
 const program = new Command();
 program
@@ -16,6 +17,7 @@ program
 registerAgentCommands(program);
 registerDrillCommand(program);
 registerCaCommands(program);
+registerProcessServerCommands(program);
 
 program.parseAsync(process.argv).catch((e: Error) => {
   console.error(`rebound: error: ${e.message}`);

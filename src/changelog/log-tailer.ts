@@ -1,0 +1,80 @@
+// Follows a live change log: yields its durable records in sequence order, resuming
+// where the last read stopped (a segment and a byte offset), so following a growing
+// segment never rescans it from the start.
+import type { ChangeLog } from './change-log.js';
+import type { LogRecord } from './record.js';
+import { SegmentReader } from './segment-reader.js';
+
+export class LogGapError extends Error {}
+
+export class LogTailer {
+  private segmentFirstSeq: number | undefined;
+  private offset = 0;
+
+  /** `next` is the first sequence wanted. */
+  constructor(
+    private readonly log: ChangeLog,
+    public next: number,
+  ) {}
+
+  /**
+   * Durable records with seq >= next that exist now, in order (at most `maxBytes` of
+   * payload, at least one record). Payloads are copies. Empty when none is durable yet.
+   * Throws LogGapError when `next` was trimmed away.
+   */
+  async read(maxBytes: number): Promise<LogRecord[]> {
+    if (this.next <= this.log.trimmedThrough) {
+      throw new LogGapError(
+        `the change log no longer holds seq ${this.next} (trimmed through ${this.log.trimmedThrough})`,
+      );
+    }
+    const durable = this.log.durableSeq;
+    const out: LogRecord[] = [];
+    let bytes = 0;
+    while (this.next <= durable && bytes < maxBytes) {
+      const segs = this.log.segmentsSnapshot();
+      let i =
+        this.segmentFirstSeq === undefined ? -1 : segs.findIndex((s) => s.firstSeq === this.segmentFirstSeq);
+      if (i < 0) {
+        // Start (or the segment went): the last segment starting at or before next.
+        i = 0;
+        for (let k = 0; k < segs.length; k++) if (segs[k]!.firstSeq <= this.next) i = k;
+        if (!segs[i]) return out;
+        this.segmentFirstSeq = segs[i]!.firstSeq;
+        this.offset = 0;
+      }
+      const seg = segs[i]!;
+      const reader = await SegmentReader.open(seg.path, seg.bytes, this.offset);
+      let progressed = false;
+      try {
+        for (;;) {
+          if (bytes >= maxBytes) break;
+          const r = await reader.next();
+          if (r.kind === 'end') break;
+          if (r.kind === 'invalid') {
+            throw new Error(`change log corrupt: ${seg.path} at offset ${r.offset}: ${r.reason}`);
+          }
+          if (r.record.seq > durable) break;
+          this.offset = r.offset + r.size;
+          progressed = true;
+          if (r.record.seq < this.next) continue;
+          out.push({ ...r.record, payload: Buffer.from(r.record.payload) });
+          bytes += r.record.payload.length;
+          this.next = r.record.seq + 1;
+        }
+      } finally {
+        await reader.close();
+      }
+      if (bytes >= maxBytes) break;
+      // This segment is read to its written end: go on to the next one, if there is one.
+      const following = segs[i + 1];
+      if (this.offset >= seg.bytes && following) {
+        this.segmentFirstSeq = following.firstSeq;
+        this.offset = 0;
+        continue;
+      }
+      if (!progressed) break;
+    }
+    return out;
+  }
+}

@@ -1,0 +1,49 @@
+// `rebound process-server start`.
+import type { Command } from 'commander';
+import { loadTlsMaterial } from '../pki/ca.js';
+import { ProcessServer } from '../process-server/process-server.js';
+import { createLogger } from '../util/logger.js';
+import { parseSize } from '../util/size.js';
+import { parseHostPort } from './parse.js';
+
+export function registerProcessServerCommands(program: Command): void {
+  const ps = program
+    .command('process-server')
+    .description('receives agent streams, caches them durably, acknowledges what is fsynced');
+
+  ps.command('start')
+    .description('run a process server')
+    .requiredOption('--data-dir <dir>', 'the durable cache, one change log per machine')
+    .requiredOption(
+      '--tls-dir <dir>',
+      'its key and certificate (rebound ca issue --role process-server) and ca.crt',
+    )
+    .requiredOption('--name <name>', 'its component name (the certificate’s)')
+    .option('--listen <host:port>', 'where agents connect', '127.0.0.1:9850')
+    .option('--cache-limit <size>', 'cache size per machine; beyond it agent streams wait', '8G')
+    .action(async (o) => {
+      const listen = parseHostPort(o.listen);
+      const logger = createLogger();
+      const material = await loadTlsMaterial(o.tlsDir, { role: 'process-server', name: o.name });
+      const server = await ProcessServer.start({
+        dataDir: o.dataDir,
+        host: listen.host,
+        port: listen.port,
+        material,
+        name: o.name,
+        logger,
+        cacheLimitBytes: parseSize(o.cacheLimit),
+      });
+      console.log(`process server ready: ${listen.host}:${server.port}`);
+      let stopping = false;
+      const stop = async (signal: string) => {
+        if (stopping) return;
+        stopping = true;
+        logger.info({ signal }, 'stopping process server');
+        await server.close();
+        process.exit(0);
+      };
+      process.on('SIGTERM', () => void stop('SIGTERM'));
+      process.on('SIGINT', () => void stop('SIGINT'));
+    });
+}

@@ -171,7 +171,8 @@ export class ChangeLog {
 
   /** Scans the last segment; cuts a torn or corrupt tail (only the last segment can be torn). */
   private async recoverTail(seg: Segment): Promise<void> {
-    const reader = await SegmentReader.open(seg.path);
+    // Up to the size seen at open: a live log read by another process may grow meanwhile.
+    const reader = await SegmentReader.open(seg.path, seg.bytes);
     let good = 0;
     let reason: string | undefined;
     try {

@@ -11,6 +11,7 @@ import { after, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { type RunningAgent, runCli, startAgent } from '../support/agent-process.js';
 import { TestNbdClient } from '../support/nbd-client.js';
+import { prng } from '../support/prng.js';
 import { scratchDir, sparseImage } from '../support/tmp.js';
 
 const exec = promisify(execFile);
@@ -25,18 +26,6 @@ interface TrackedWrite {
   data: Buffer;
   ackedAt?: number;
   fua: boolean;
-}
-
-/** A tiny seeded PRNG so a failing run can be repeated. */
-function prng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 describe('agent crash loop (SIGKILL under write load)', { timeout: 300_000 }, () => {

@@ -3,62 +3,23 @@
 // the process server in the middle of the stream; acknowledged changes are trimmed
 // from the agent's log.
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { ChangeLog } from '../../src/changelog/change-log.js';
 import { RecordType } from '../../src/changelog/record.js';
 import { initCa, issueCert } from '../../src/pki/ca.js';
-import { CLI, type RunningAgent, runCli, startAgent } from '../support/agent-process.js';
+import { type RunningAgent, runCli, startAgent } from '../support/agent-process.js';
 import { TestNbdClient } from '../support/nbd-client.js';
+import {
+  killChild,
+  type RunningProcessServer,
+  startProcessServer,
+} from '../support/process-server-process.js';
 import { scratchDir, sparseImage } from '../support/tmp.js';
 
 const MiB = 1024 * 1024;
-
-interface RunningPs {
-  child: ChildProcess;
-  port: number;
-  stderr: () => string;
-}
-
-async function startPs(args: string[], port = 0): Promise<RunningPs> {
-  const child = spawn(
-    process.execPath,
-    [CLI, 'process-server', 'start', '--listen', `127.0.0.1:${port}`, ...args],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  let err = '';
-  child.stderr!.on('data', (d) => {
-    err += d;
-  });
-  let out = '';
-  const ready = await new Promise<number>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`process server not ready: ${err}`)), 20_000);
-    child.stdout!.on('data', (d) => {
-      out += d;
-      const m = /process server ready: 127\.0\.0\.1:(\d+)/.exec(out);
-      if (m) {
-        clearTimeout(timer);
-        resolve(Number(m[1]));
-      }
-    });
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`process server exited with ${code}: ${err}`));
-    });
-  });
-  return { child, port: ready, stderr: () => err };
-}
-
-async function killPs(ps: RunningPs | undefined): Promise<void> {
-  if (!ps || ps.child.exitCode !== null || ps.child.signalCode !== null) return;
-  const exited = once(ps.child, 'exit');
-  ps.child.kill('SIGKILL');
-  await exited;
-}
 
 /** The writes in the process server's cache, in sequence order (the cache validates order). */
 async function cachedWrites(cacheDir: string): Promise<{ seq: number; offset: number; data: Buffer }[]> {
@@ -81,11 +42,11 @@ async function waitFor(what: string, check: () => Promise<boolean>, ms = 30_000)
 describe('agent -> process server shipping over mutual TLS', { timeout: 180_000 }, () => {
   const { dir, cleanup } = scratchDir('ship');
   let agent: RunningAgent | undefined;
-  let ps: RunningPs | undefined;
+  let ps: RunningProcessServer | undefined;
   after(async () => {
     if (process.env.REBOUND_TEST_DEBUG) console.error(agent?.stderr(), ps?.stderr());
     await agent?.kill();
-    await killPs(ps);
+    await killChild(ps?.child);
     cleanup();
   });
 
@@ -97,7 +58,7 @@ describe('agent -> process server shipping over mutual TLS', { timeout: 180_000 
     await issueCert(caDir, { role: 'process-server', name: 'ps1', outDir: tlsDir });
     const psData = join(dir, 'ps');
     const psArgs = ['--data-dir', psData, '--tls-dir', tlsDir, '--name', 'ps1'];
-    ps = await startPs(psArgs);
+    ps = await startProcessServer(psArgs);
     const port = ps.port;
 
     const dataDir = join(dir, 'agent');
@@ -142,9 +103,9 @@ describe('agent -> process server shipping over mutual TLS', { timeout: 180_000 
     // The process server dies mid-stream; the agent keeps taking writes, then resumes.
     const more = writeSome(300);
     await new Promise((r) => setTimeout(r, 50));
-    await killPs(ps);
+    await killChild(ps?.child);
     await more;
-    ps = await startPs(psArgs, port);
+    ps = await startProcessServer(psArgs, port);
     await writeSome(100);
     await waitFor('all 600 writes in the cache after the restart', allCached);
 

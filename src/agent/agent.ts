@@ -383,6 +383,11 @@ export class Agent {
     return seq;
   }
 
+  /** The captured disks as the replication stream describes them. */
+  diskInfo(): { id: number; size: number; name: string }[] {
+    return this.captured.map((d) => ({ id: d.record.id, size: d.record.size, name: d.record.name }));
+  }
+
   /** Makes every log record written so far durable (what the shipper may send). */
   syncLog(): Promise<void> {
     return this.syncer.request();

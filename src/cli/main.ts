@@ -5,6 +5,7 @@ import { Command } from 'commander';
 import { registerAgentCommands } from './agent-commands.js';
 import { registerCaCommands } from './ca-commands.js';
 import { registerDrillCommand } from './drill-command.js';
+import { registerMasterTargetCommands } from './master-target-commands.js';
 import { registerProcessServerCommands } from './process-server-commands.js';
 
 const program = new Command();
@@ -18,6 +19,7 @@ registerAgentCommands(program);
 registerDrillCommand(program);
 registerCaCommands(program);
 registerProcessServerCommands(program);
+registerMasterTargetCommands(program);
 
 program.parseAsync(process.argv).catch((e: Error) => {
   console.error(`rebound: error: ${e.message}`);

@@ -5,6 +5,7 @@ import { ProcessServer } from '../process-server/process-server.js';
 import { createLogger } from '../util/logger.js';
 import { parseSize } from '../util/size.js';
 import { parseHostPort } from './parse.js';
+import { stopOnSignals } from './signals.js';
 
 export function registerProcessServerCommands(program: Command): void {
   const ps = program
@@ -21,6 +22,7 @@ export function registerProcessServerCommands(program: Command): void {
     .requiredOption('--name <name>', 'its component name (the certificate’s)')
     .option('--listen <host:port>', 'where agents connect', '127.0.0.1:9850')
     .option('--cache-limit <size>', 'cache size per machine; beyond it agent streams wait', '8G')
+    .option('--master-target <host:port>', 'forward every machine to this master target (mutual TLS)')
     .action(async (o) => {
       const listen = parseHostPort(o.listen);
       const logger = createLogger();
@@ -33,17 +35,9 @@ export function registerProcessServerCommands(program: Command): void {
         name: o.name,
         logger,
         cacheLimitBytes: parseSize(o.cacheLimit),
+        masterTarget: o.masterTarget ? parseHostPort(o.masterTarget) : undefined,
       });
       console.log(`process server ready: ${listen.host}:${server.port}`);
-      let stopping = false;
-      const stop = async (signal: string) => {
-        if (stopping) return;
-        stopping = true;
-        logger.info({ signal }, 'stopping process server');
-        await server.close();
-        process.exit(0);
-      };
-      process.on('SIGTERM', () => void stop('SIGTERM'));
-      process.on('SIGINT', () => void stop('SIGINT'));
+      stopOnSignals('process server', logger, () => server.close());
     });
 }

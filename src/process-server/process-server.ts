@@ -1,25 +1,31 @@
 // The process server: terminates agent streams over mutual TLS, keeps each machine's
 // changes in a durable cache (a change log under the agent's own sequence numbers),
-// and acknowledges only what it has fsynced. Forwarding to the master target is the
-// next step (docs/architecture.md); until then the cache grows up to its limit.
-import { mkdirSync } from 'node:fs';
+// acknowledges only what it has fsynced, and forwards the cache to the master target,
+// trimming it as the master target acknowledges.
+import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { ChangeLog } from '../changelog/change-log.js';
 import { markerPayload, RecordType } from '../changelog/record.js';
 import type { TlsMaterial } from '../pki/ca.js';
+import { readJsonFile, writeJsonFile } from '../util/json-file.js';
 import {
+  type DiskInfo,
   decodeChange,
+  decodeDisks,
   decodeHello,
   decodeMarker,
   encodeAck,
+  encodeDisks,
   encodeHello,
   type Frame,
   FrameError,
   FrameType,
+  isValidMachineId,
   WireErrorCode,
 } from '../wire/frame.js';
-import { type FrameConnection, type FrameServer, listenFrames } from '../wire/tls-endpoint.js';
+import { LogStreamer } from '../wire/log-streamer.js';
+import { connectFrames, type FrameConnection, type FrameServer, listenFrames } from '../wire/tls-endpoint.js';
 
 export interface ProcessServerOptions {
   dataDir: string;
@@ -31,11 +37,12 @@ export interface ProcessServerOptions {
   logger: Logger;
   /** Per machine; beyond it the stream waits (the agent's backlog grows). Default 8 GiB. */
   cacheLimitBytes?: number;
+  /** Where to forward each machine's cache; without it the cache only grows. */
+  masterTarget?: { host: string; port: number };
 }
 
 /** Appended but not yet written to the cache file: the stream pauses beyond this. */
 const MAX_PENDING_BYTES = 16 * 1024 * 1024;
-const MACHINE_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
 interface MachineCache {
   id: string;
@@ -43,6 +50,9 @@ interface MachineCache {
   /** The connection streaming this machine now (a newer one replaces it). */
   conn: FrameConnection | undefined;
   ackedThrough: number;
+  /** The machine's disks, as its agent last described them. */
+  disks: DiskInfo[] | undefined;
+  forwarder: LogStreamer | undefined;
 }
 
 export interface MachineStatus {
@@ -65,6 +75,11 @@ export class ProcessServer {
   static async start(opts: ProcessServerOptions): Promise<ProcessServer> {
     mkdirSync(join(opts.dataDir, 'machines'), { recursive: true });
     const ps = new ProcessServer(opts, undefined);
+    // Machines cached before a restart are forwarded again at once, agent or not.
+    for (const id of readdirSync(join(opts.dataDir, 'machines'))) {
+      if (isValidMachineId(id) && existsSync(join(opts.dataDir, 'machines', id, 'cache')))
+        await ps.machine(id);
+    }
     ps.server = await listenFrames({
       host: opts.host,
       port: opts.port,
@@ -105,7 +120,17 @@ export class ProcessServer {
           segmentBytes: 64 * 1024 * 1024,
           logger: this.opts.logger,
         });
-        const m: MachineCache = { id, log, conn: undefined, ackedThrough: log.durableSeq };
+        const disks = await readJsonFile<DiskInfo[]>(this.disksPath(id));
+        const m: MachineCache = {
+          id,
+          log,
+          conn: undefined,
+          ackedThrough: log.durableSeq,
+          disks,
+          forwarder: undefined,
+        };
+        m.forwarder = this.forwarder(m);
+        m.forwarder?.start();
         this.machines.set(id, m);
         this.opening.delete(id);
         return m;
@@ -113,6 +138,51 @@ export class ProcessServer {
       this.opening.set(id, p);
     }
     return p;
+  }
+
+  private disksPath(machineId: string): string {
+    return join(this.opts.dataDir, 'machines', machineId, 'disks.json');
+  }
+
+  /** Streams the machine's cache to the master target; its acks trim the cache. */
+  private forwarder(m: MachineCache): LogStreamer | undefined {
+    const mt = this.opts.masterTarget;
+    if (!mt) return undefined;
+    const { logger } = this.opts;
+    const log = m.log;
+    return new LogStreamer({
+      what: 'forwarder',
+      log,
+      logger: logger.child({ machineId: m.id }),
+      connect: () =>
+        connectFrames({
+          host: mt.host,
+          port: mt.port,
+          material: this.opts.material,
+          logger,
+          acceptRoles: ['master-target'],
+        }),
+      hello: { resumeFrom: 0, role: 'process-server', name: this.opts.name, machineId: m.id },
+      resume: async (resumeFrom) => {
+        if (!m.disks)
+          throw new Error(`machine ${m.id}: its disks are not known yet (no agent has connected)`);
+        const from = resumeFrom === 0 ? log.trimmedThrough + 1 : resumeFrom;
+        if (from <= log.trimmedThrough) {
+          throw new Error(
+            `master target wants seq ${from} of machine ${m.id}, but this cache starts at ` +
+              `${log.trimmedThrough + 1}: the replica needs a resync`,
+          );
+        }
+        if (from > log.nextSeq) {
+          throw new Error(
+            `master target has machine ${m.id} through seq ${from - 1}, beyond this cache (next ${log.nextSeq})`,
+          );
+        }
+        return from;
+      },
+      preamble: async () => [{ type: FrameType.Disks, payload: encodeDisks(m.disks ?? []) }],
+      onAck: (seq) => log.trimThrough(seq),
+    });
   }
 
   private async serveAgent(conn: FrameConnection): Promise<void> {
@@ -129,7 +199,7 @@ export class ProcessServer {
       const hello = decodeHello(first.value.payload);
       machineId = hello.machineId ?? '';
       if (hello.role !== 'agent') throw new FrameError(`hello says role '${hello.role}', expected agent`);
-      if (!MACHINE_ID.test(machineId)) throw new FrameError(`hello machine id '${machineId}' is not valid`);
+      if (!isValidMachineId(machineId)) throw new FrameError(`hello machine id '${machineId}' is not valid`);
     } catch (e) {
       conn.close((e as Error).message, WireErrorCode.Protocol);
       return;
@@ -231,6 +301,12 @@ export class ProcessServer {
       });
     }
     if (f.type === FrameType.Heartbeat) return { written: Promise.resolve() };
+    if (f.type === FrameType.Disks) {
+      const disks = decodeDisks(f.payload);
+      await writeJsonFile(this.disksPath(m.id), disks, { durable: true });
+      m.disks = disks;
+      return { written: Promise.resolve() };
+    }
     throw new FrameError(`unexpected frame type ${f.type} in an agent stream`);
   }
 
@@ -253,6 +329,7 @@ export class ProcessServer {
 
   async close(): Promise<void> {
     await this.server?.close();
+    for (const m of this.machines.values()) await m.forwarder?.stop();
     for (const m of this.machines.values()) await m.log.close();
   }
 }

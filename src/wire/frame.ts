@@ -32,6 +32,8 @@ export enum FrameType {
   Error = 5,
   /** Keeps an idle connection visibly alive; carries the sender's clock. */
   Heartbeat = 6,
+  /** The protected machine's disks (id, size, name): sent before the first change of a stream. */
+  Disks = 7,
 }
 
 const FRAME_TYPE_NAMES: Record<FrameType, string> = {
@@ -41,6 +43,7 @@ const FRAME_TYPE_NAMES: Record<FrameType, string> = {
   [FrameType.Ack]: 'ack',
   [FrameType.Error]: 'error',
   [FrameType.Heartbeat]: 'heartbeat',
+  [FrameType.Disks]: 'disks',
 };
 
 export function frameTypeName(type: number): string {
@@ -229,6 +232,13 @@ export interface AckPayload {
 export interface ErrorPayload {
   code: number;
   message: string;
+}
+
+export interface DiskInfo {
+  /** The agent's disk id, as in change frames (1..65535). */
+  id: number;
+  size: number;
+  name: string;
 }
 
 export interface HeartbeatPayload {
@@ -499,4 +509,46 @@ export function errorFrame(code: WireErrorCode | number, message: string): Buffe
     FrameType.Error,
     encodeError({ code, message: m.toString('utf8').replace(/\uFFFD$/, '') }),
   );
+}
+
+// disks: count u16, then per disk: id u16, size u64, name str
+export function encodeDisks(disks: DiskInfo[]): Buffer {
+  checkUint(disks.length, 16, 'disks count');
+  const parts: Buffer[] = [Buffer.alloc(2)];
+  parts[0]!.writeUInt16BE(disks.length, 0);
+  for (const d of disks) {
+    checkUint(d.id, 16, 'disk id');
+    checkU64(d.size, 'disk size');
+    const name = stringBytes(d.name, 'disk name');
+    const b = Buffer.alloc(2 + 8 + 2 + name.length);
+    b.writeUInt16BE(d.id, 0);
+    b.writeBigUInt64BE(BigInt(d.size), 2);
+    b.writeUInt16BE(name.length, 10);
+    name.copy(b, 12);
+    parts.push(b);
+  }
+  return Buffer.concat(parts);
+}
+
+export function decodeDisks(payload: Buffer): DiskInfo[] {
+  const r = new Reader(payload, 'disks');
+  const n = r.u16('count');
+  const out: DiskInfo[] = [];
+  const seen = new Set<number>();
+  for (let i = 0; i < n; i++) {
+    const id = r.u16(`disk ${i} id`);
+    const size = r.u64(`disk ${i} size`);
+    const name = r.str(`disk ${i} name`);
+    if (id === 0) throw new FrameError(`disks: disk ${i} has id 0`);
+    if (seen.has(id)) throw new FrameError(`disks: disk id ${id} appears twice`);
+    seen.add(id);
+    out.push({ id, size, name });
+  }
+  r.done();
+  return out;
+}
+
+/** A protected machine's id as streams carry it: also a directory name at the receivers. */
+export function isValidMachineId(id: string): boolean {
+  return /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(id);
 }

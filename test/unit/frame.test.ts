@@ -7,12 +7,14 @@ import {
   type ChangePayload,
   decodeAck,
   decodeChange,
+  decodeDisks as decodeDiskList,
   decodeError,
   decodeHeartbeat,
   decodeHello,
   decodeMarker,
   encodeAck,
   encodeChange,
+  encodeDisks as encodeDiskList,
   encodeError,
   encodeFrame,
   encodeHeartbeat,
@@ -394,5 +396,35 @@ describe('payload codecs', () => {
     const e = decodeError(f.payload);
     assert.equal(e.code, WireErrorCode.Internal);
     assert.equal(e.message, 'é'.repeat(512));
+  });
+});
+
+describe('disks payload', () => {
+  test('round-trips ids, sizes and names', () => {
+    const disks = [
+      { id: 1, size: 2 ** 40, name: 'root' },
+      { id: 7, size: 512, name: 'dåta' },
+    ];
+    assert.deepEqual(decodeDiskList(encodeDiskList(disks)), disks);
+    assert.deepEqual(decodeDiskList(encodeDiskList([])), []);
+  });
+
+  test('refuses what a machine cannot have, naming it', () => {
+    const twice = encodeDiskList([
+      { id: 3, size: 1, name: 'a' },
+      { id: 3, size: 2, name: 'b' },
+    ]);
+    assert.throws(() => decodeDiskList(twice), { message: 'disks: disk id 3 appears twice' });
+    assert.throws(() => decodeDiskList(encodeDiskList([{ id: 0, size: 1, name: 'z' }])), {
+      message: 'disks: disk 0 has id 0',
+    });
+    const truncated = encodeDiskList([{ id: 1, size: 1, name: 'abc' }]).subarray(0, 9);
+    assert.throws(() => decodeDiskList(truncated), {
+      message: 'disks payload is 9 bytes: too short for its disk 0 size',
+    });
+    const trailing = Buffer.concat([encodeDiskList([]), Buffer.from([0])]);
+    assert.throws(() => decodeDiskList(trailing), {
+      message: 'disks payload has 1 unexpected trailing bytes',
+    });
   });
 });

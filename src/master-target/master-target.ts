@@ -1,0 +1,263 @@
+// The master target's network service: takes each machine's stream from its process
+// server over mutual TLS, applies it to the machine's replica (undo journal first, see
+// replica.ts) in batches, and acknowledges what is applied and durable.
+import { closeSync, ftruncateSync, mkdirSync, openSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import type { TlsMaterial } from '../pki/ca.js';
+import { readJsonFile, writeJsonFile } from '../util/json-file.js';
+import {
+  type DiskInfo,
+  decodeChange,
+  decodeDisks,
+  decodeHello,
+  decodeMarker,
+  encodeAck,
+  encodeHello,
+  type Frame,
+  FrameError,
+  FrameType,
+  isValidMachineId,
+  WireErrorCode,
+} from '../wire/frame.js';
+import { type FrameConnection, type FrameServer, listenFrames } from '../wire/tls-endpoint.js';
+import { Replica, type ReplicaItem } from './replica.js';
+
+export interface MasterTargetOptions {
+  /** Replica disks and their state, one directory per machine. */
+  dataDir: string;
+  /** Undo journals (the retention volume), one directory per machine. */
+  retentionDir: string;
+  host: string;
+  port: number;
+  material: TlsMaterial;
+  /** This master target's component name (its certificate's). */
+  name: string;
+  logger: Logger;
+}
+
+/** Items applied in one batch at most (one journal sync and one replica sync per batch). */
+const MAX_BATCH_BYTES = 16 * 1024 * 1024;
+
+interface Machine {
+  id: string;
+  replica: Replica;
+  disks: DiskInfo[];
+  conn: FrameConnection | undefined;
+}
+
+export class MasterTarget {
+  private readonly machines = new Map<string, Machine>();
+  private server: FrameServer | undefined;
+
+  private constructor(private readonly opts: MasterTargetOptions) {}
+
+  static async start(opts: MasterTargetOptions): Promise<MasterTarget> {
+    mkdirSync(join(opts.dataDir, 'machines'), { recursive: true });
+    mkdirSync(opts.retentionDir, { recursive: true });
+    const mt = new MasterTarget(opts);
+    mt.server = await listenFrames({
+      host: opts.host,
+      port: opts.port,
+      material: opts.material,
+      logger: opts.logger,
+      acceptRoles: ['process-server'],
+      onConnection: (conn) => mt.serve(conn),
+    });
+    return mt;
+  }
+
+  get port(): number {
+    return this.server!.address.port;
+  }
+
+  /** The replica of a machine that has streamed here (views, recovery points). */
+  replica(machineId: string): Replica | undefined {
+    return this.machines.get(machineId)?.replica;
+  }
+
+  private machineDir(id: string): string {
+    return join(this.opts.dataDir, 'machines', id);
+  }
+
+  /** Opens (or creates, from the stream's disk list) a machine's replica. */
+  private async machine(id: string, disks: DiskInfo[]): Promise<Machine> {
+    const known = this.machines.get(id);
+    const dir = this.machineDir(id);
+    const stored = known?.disks ?? (await readJsonFile<DiskInfo[]>(join(dir, 'disks.json')));
+    if (stored) {
+      for (const d of disks) {
+        const s = stored.find((x) => x.id === d.id);
+        if (!s)
+          throw new FrameError(`disk ${d.id} ('${d.name}') is new for machine ${id}: not supported yet`);
+        if (s.size !== d.size) {
+          throw new FrameError(
+            `disk ${d.id} ('${d.name}') is ${d.size} bytes in the stream but ${s.size} here`,
+          );
+        }
+      }
+    }
+    if (known) return known;
+    mkdirSync(dir, { recursive: true });
+    const list = stored ?? disks;
+    if (!stored) {
+      // New machine: sparse replica images at the disks' sizes, then the list, durably.
+      for (const d of list) {
+        const fd = openSync(join(dir, `disk-${d.id}.img`), 'a');
+        try {
+          ftruncateSync(fd, d.size);
+        } finally {
+          closeSync(fd);
+        }
+      }
+      await writeJsonFile(join(dir, 'disks.json'), list, { durable: true });
+    }
+    const replica = await Replica.open({
+      stateDir: dir,
+      retentionDir: join(this.opts.retentionDir, id),
+      disks: list.map((d) => ({ id: d.id, path: join(dir, `disk-${d.id}.img`) })),
+      logger: this.opts.logger,
+    });
+    const m: Machine = { id, replica, disks: list, conn: undefined };
+    this.machines.set(id, m);
+    return m;
+  }
+
+  private async serve(conn: FrameConnection): Promise<void> {
+    const frames = conn[Symbol.asyncIterator]();
+    const first = await frames.next();
+    if (first.done) return;
+    let machineId: string;
+    try {
+      if (first.value.type !== FrameType.Hello) {
+        throw new FrameError(`expected hello first, got frame type ${first.value.type}`);
+      }
+      const hello = decodeHello(first.value.payload);
+      machineId = hello.machineId ?? '';
+      if (!isValidMachineId(machineId)) throw new FrameError(`hello machine id '${machineId}' is not valid`);
+    } catch (e) {
+      conn.close((e as Error).message, WireErrorCode.Protocol);
+      return;
+    }
+    const existing = this.machines.get(machineId);
+    const applied = existing?.replica.appliedThrough ?? (await this.storedAppliedThrough(machineId));
+    await conn.send(
+      FrameType.Hello,
+      encodeHello({
+        resumeFrom: applied > 0 ? applied + 1 : 0,
+        role: 'master-target',
+        name: this.opts.name,
+        machineId,
+      }),
+    );
+    const second = await frames.next();
+    if (second.done) return;
+    let m: Machine;
+    try {
+      if (second.value.type !== FrameType.Disks) {
+        throw new FrameError(`expected the machine's disks after hello, got frame type ${second.value.type}`);
+      }
+      m = await this.machine(machineId, decodeDisks(second.value.payload));
+    } catch (e) {
+      conn.close(
+        (e as Error).message,
+        e instanceof FrameError ? WireErrorCode.Protocol : WireErrorCode.Internal,
+      );
+      return;
+    }
+    if (m.conn && m.conn !== conn) m.conn.close('replaced by a newer connection for the same machine');
+    m.conn = conn;
+    this.opts.logger.info({ machineId, resumeFrom: applied + 1 }, 'master target: stream started');
+    try {
+      await this.receive(conn, frames, m);
+    } finally {
+      if (m.conn === conn) m.conn = undefined;
+    }
+  }
+
+  private async storedAppliedThrough(machineId: string): Promise<number> {
+    const s = await readJsonFile<{ appliedThrough: number }>(
+      join(this.machineDir(machineId), 'replica-state.json'),
+    );
+    return s?.appliedThrough ?? 0;
+  }
+
+  /** Applies frames in batches: everything that arrived together, up to MAX_BATCH_BYTES. */
+  private async receive(conn: FrameConnection, frames: AsyncIterator<Frame>, m: Machine): Promise<void> {
+    let items: ReplicaItem[] = [];
+    let bytes = 0;
+    let next = frames.next();
+    const apply = async () => {
+      const batch = items;
+      items = [];
+      bytes = 0;
+      const r = await m.replica.applyBatch(batch);
+      await conn.send(FrameType.Ack, encodeAck({ seq: r.appliedThrough }));
+    };
+    for (;;) {
+      const idle = new Promise<'idle'>((resolve) => setImmediate(() => resolve('idle')));
+      const got = await Promise.race([next, idle]);
+      if (got === 'idle') {
+        if (items.length) await this.guard(conn, apply);
+        if (conn.closeReason !== undefined) return;
+        const n = await next;
+        if (n.done) return;
+        next = frames.next();
+        if (!(await this.guard(conn, async () => this.take(n.value, items)))) return;
+        bytes += n.value.payload.length;
+        continue;
+      }
+      if (got.done) {
+        if (items.length) await this.guard(conn, apply);
+        return;
+      }
+      next = frames.next();
+      if (!(await this.guard(conn, async () => this.take(got.value, items)))) return;
+      bytes += got.value.payload.length;
+      if (bytes >= MAX_BATCH_BYTES && !(await this.guard(conn, apply))) return;
+    }
+  }
+
+  /** Runs fn; a failure closes the connection with its message (nothing of the batch is acknowledged). */
+  private async guard(conn: FrameConnection, fn: () => Promise<void>): Promise<boolean> {
+    try {
+      await fn();
+      return true;
+    } catch (e) {
+      const protocol = e instanceof FrameError || /^seq|sequence/.test((e as Error).message);
+      conn.close((e as Error).message, protocol ? WireErrorCode.Protocol : WireErrorCode.Internal);
+      return false;
+    }
+  }
+
+  private take(f: Frame, items: ReplicaItem[]): void {
+    if (f.type === FrameType.Change) {
+      const c = decodeChange(f.payload);
+      items.push({
+        type: c.kind,
+        seq: c.seq,
+        disk: c.disk,
+        offset: c.offset,
+        length: c.length,
+        data: c.kind === 'write' ? c.data : undefined,
+        time: c.time,
+      });
+    } else if (f.type === FrameType.Marker) {
+      const mk = decodeMarker(f.payload);
+      items.push({
+        type: 'marker',
+        seq: mk.seq,
+        kind: mk.kind === 'flush' ? 'crash' : 'app',
+        tag: mk.tag,
+        time: mk.time,
+      });
+    } else if (f.type !== FrameType.Heartbeat) {
+      throw new FrameError(`unexpected frame type ${f.type} in a process server stream`);
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.server?.close();
+    for (const m of this.machines.values()) await m.replica.close();
+  }
+}

@@ -1,0 +1,262 @@
+// Streams a change log to the next hop over mutual TLS: hello both ways, then the
+// log's durable records as change and marker frames in sequence order, pipelined
+// within a window of unacknowledged bytes; reconnects after any failure and resumes
+// from what the receiver says it has. The agent's shipper and the process server's
+// forwarder are this with their own hello, resume rule and acknowledgement action.
+// Protocol: docs/protocol.md ("The agent stream").
+import type { Logger } from 'pino';
+import type { ChangeLog } from '../changelog/change-log.js';
+import { LogTailer } from '../changelog/log-tailer.js';
+import { type LogRecord, parseMarkerPayload, RecordType } from '../changelog/record.js';
+import {
+  decodeAck,
+  decodeError,
+  decodeHello,
+  encodeChange,
+  encodeHello,
+  encodeMarker,
+  type Frame,
+  FrameType,
+  type HelloPayload,
+  WireErrorCode,
+} from './frame.js';
+import type { FrameConnection } from './tls-endpoint.js';
+
+export interface LogStreamerOptions {
+  log: ChangeLog;
+  /** Opens an authenticated connection to the receiver. */
+  connect: () => Promise<FrameConnection>;
+  /** Our hello. */
+  hello: HelloPayload;
+  /** The receiver's resumeFrom (0 = nothing yet) -> the first seq to send; throw to refuse. */
+  resume: (resumeFrom: number) => Promise<number>;
+  /** Frames sent after the hellos, before any change (the machine's disks). */
+  preamble?: () => Promise<{ type: FrameType; payload: Buffer }[]>;
+  /** Everything <= seq is durable at the receiver. */
+  onAck: (seq: number) => Promise<void>;
+  /** Records are written but not durable and nothing else will sync them: do it. */
+  makeDurable?: () => Promise<void>;
+  /** For log lines: 'shipper', 'forwarder'. */
+  what: string;
+  logger: Logger;
+  /** Bytes sent and not yet acknowledged before sending waits (default 64 MiB). */
+  windowBytes?: number;
+  /** How long written records may wait before makeDurable (default 50 ms). */
+  syncAfterMs?: number;
+  /** First and longest wait before reconnecting (default 200 ms, doubling to 5 s). */
+  retryMs?: number;
+  maxRetryMs?: number;
+}
+
+export interface StreamerStatus {
+  connected: boolean;
+  /** Every change with seq <= this is durable at the process server. */
+  ackedThrough: number;
+  sentThrough: number;
+  /** Log bytes not yet acknowledged (payload bytes of records after ackedThrough that are written). */
+  unackedBytes: number;
+  lastError?: string;
+}
+
+const READ_BATCH_BYTES = 4 * 1024 * 1024;
+
+const KIND_OF: Record<number, 'write' | 'zero' | 'trim'> = {
+  [RecordType.Write]: 'write',
+  [RecordType.Zero]: 'zero',
+  [RecordType.Trim]: 'trim',
+};
+
+export function encodeRecordFrame(r: LogRecord): { type: FrameType; payload: Buffer } {
+  if (r.type === RecordType.Flush || r.type === RecordType.Bookmark) {
+    const { tag } = parseMarkerPayload(r.payload);
+    return {
+      type: FrameType.Marker,
+      payload: encodeMarker({
+        seq: r.seq,
+        time: r.time,
+        kind: r.type === RecordType.Flush ? 'flush' : 'bookmark',
+        tag,
+      }),
+    };
+  }
+  return {
+    type: FrameType.Change,
+    payload: encodeChange({
+      seq: r.seq,
+      time: r.time,
+      offset: r.offset,
+      length: r.length,
+      disk: r.disk,
+      kind: KIND_OF[r.type]!,
+      flags: r.flags,
+      data: r.type === RecordType.Write ? r.payload : Buffer.alloc(0),
+    }),
+  };
+}
+
+export class LogStreamer {
+  private stopped = false;
+  private conn: FrameConnection | undefined;
+  private loop: Promise<void> | undefined;
+  private acked = 0;
+  private sent = 0;
+  private lastError: string | undefined;
+  /** Records sent and not yet acknowledged: seq and payload bytes, in order. */
+  private inflight: { seq: number; bytes: number }[] = [];
+  private inflightBytes = 0;
+  private wakeWindow: (() => void) | undefined;
+
+  constructor(private readonly opts: LogStreamerOptions) {}
+
+  start(): void {
+    this.loop ??= this.run();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.conn?.close();
+    this.wakeWindow?.();
+    await this.loop;
+  }
+
+  status(): StreamerStatus {
+    return {
+      connected: this.conn !== undefined,
+      ackedThrough: this.acked,
+      sentThrough: this.sent,
+      unackedBytes: this.inflightBytes,
+      lastError: this.lastError,
+    };
+  }
+
+  private async run(): Promise<void> {
+    const base = this.opts.retryMs ?? 200;
+    const max = this.opts.maxRetryMs ?? 5000;
+    let wait = base;
+    while (!this.stopped) {
+      try {
+        await this.session();
+        wait = base;
+      } catch (e) {
+        this.lastError = (e as Error).message;
+        this.opts.logger.warn({ err: this.lastError }, `${this.opts.what}: connection lost`);
+      }
+      this.conn = undefined;
+      if (this.stopped) break;
+      await new Promise((r) => setTimeout(r, wait));
+      wait = Math.min(wait * 2, max);
+    }
+  }
+
+  /** One connection: hello both ways, then send and receive acks until it ends. */
+  private async session(): Promise<void> {
+    const { log, logger } = this.opts;
+    const conn = await this.opts.connect();
+    this.conn = conn;
+    if (this.stopped) {
+      conn.close();
+      return;
+    }
+    await conn.send(FrameType.Hello, encodeHello(this.opts.hello));
+    const frames = conn[Symbol.asyncIterator]();
+    const first = await frames.next();
+    if (first.done) throw new Error(`peer closed the connection: ${conn.closeReason ?? 'no reason given'}`);
+    if (first.value.type !== FrameType.Hello) {
+      conn.close(`expected hello, got frame type ${first.value.type}`, WireErrorCode.Protocol);
+      throw new Error('peer did not answer hello');
+    }
+    let from: number;
+    try {
+      from = await this.opts.resume(decodeHello(first.value.payload).resumeFrom);
+    } catch (e) {
+      conn.close((e as Error).message, WireErrorCode.Protocol);
+      throw e;
+    }
+    for (const f of (await this.opts.preamble?.()) ?? []) await conn.send(f.type, f.payload);
+    this.acked = from - 1;
+    this.sent = from - 1;
+    this.inflight = [];
+    this.inflightBytes = 0;
+    logger.info({ resumeFrom: from }, `${this.opts.what}: streaming`);
+    const session = { ended: false };
+    const receiving = this.receiveAcks(conn, frames);
+    const sending = this.send(conn, new LogTailer(log, from), session);
+    try {
+      await Promise.race([sending, receiving]);
+    } finally {
+      session.ended = true;
+      this.wakeWindow?.();
+      conn.close();
+      await Promise.allSettled([sending, receiving]);
+    }
+  }
+
+  private async send(conn: FrameConnection, tailer: LogTailer, session: { ended: boolean }): Promise<void> {
+    const { log } = this.opts;
+    const window = this.opts.windowBytes ?? 64 * 1024 * 1024;
+    const syncAfter = this.opts.syncAfterMs ?? 50;
+    const live = () => !this.stopped && !session.ended;
+    while (live()) {
+      const records = await tailer.read(READ_BATCH_BYTES);
+      if (records.length === 0) {
+        // Nothing durable to send: make what is written durable soon, or wait for more.
+        const waitMore = log.waitDurableBeyond(tailer.next - 1);
+        const makeDurable = this.opts.makeDurable;
+        const timer =
+          makeDurable && log.lastWritten >= tailer.next
+            ? setTimeout(() => void makeDurable().catch(() => undefined), syncAfter)
+            : undefined;
+        let poll: NodeJS.Timeout | undefined;
+        await Promise.race([waitMore, conn.closed, new Promise((r) => (poll = setTimeout(r, 1000)))]);
+        clearTimeout(timer);
+        clearTimeout(poll);
+        if (conn.socket.destroyed) return;
+        continue;
+      }
+      for (const r of records) {
+        while (this.inflightBytes > window && live()) {
+          await new Promise<void>((resolve) => {
+            this.wakeWindow = resolve;
+          });
+        }
+        if (!live()) return;
+        const f = encodeRecordFrame(r);
+        await conn.send(f.type, f.payload);
+        this.sent = r.seq;
+        this.inflight.push({ seq: r.seq, bytes: r.payload.length });
+        this.inflightBytes += r.payload.length;
+      }
+    }
+  }
+
+  private async receiveAcks(conn: FrameConnection, frames: AsyncIterator<Frame>) {
+    for (;;) {
+      const n = await frames.next();
+      if (n.done) break;
+      const f = n.value;
+      if (f.type === FrameType.Ack) {
+        const { seq } = decodeAck(f.payload);
+        if (seq > this.sent) {
+          conn.close(`ack for seq ${seq}, beyond what was sent (${this.sent})`, WireErrorCode.Protocol);
+          break;
+        }
+        if (seq <= this.acked) continue;
+        this.acked = seq;
+        while (this.inflight.length && this.inflight[0]!.seq <= seq)
+          this.inflightBytes -= this.inflight.shift()!.bytes;
+        this.wakeWindow?.();
+        this.wakeWindow = undefined;
+        await this.opts.onAck(seq).catch((e: Error) => {
+          this.opts.logger.error({ err: e.message }, `${this.opts.what}: acting on an ack failed`);
+        });
+      } else if (f.type === FrameType.Error) {
+        const e = decodeError(f.payload);
+        throw new Error(`peer closed the stream: ${e.message} (error code ${e.code})`);
+      } else if (f.type !== FrameType.Heartbeat) {
+        conn.close(`unexpected frame type ${f.type} from the receiver`, WireErrorCode.Protocol);
+        break;
+      }
+    }
+    throw new Error(`connection closed${conn.closeReason ? `: ${conn.closeReason}` : ''}`);
+  }
+}

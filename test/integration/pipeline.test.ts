@@ -13,13 +13,9 @@ import { MasterTarget } from '../../src/master-target/master-target.js';
 import type { Replica } from '../../src/master-target/replica.js';
 import { initCa, issueCert, loadTlsMaterial } from '../../src/pki/ca.js';
 import { type RunningAgent, runCli, startAgent } from '../support/agent-process.js';
+import { killChild, type RunningComponent, startProcessServer } from '../support/component-process.js';
 import { TestNbdClient } from '../support/nbd-client.js';
 import { prng } from '../support/prng.js';
-import {
-  killChild,
-  type RunningProcessServer,
-  startProcessServer,
-} from '../support/process-server-process.js';
 import { scratchDir, sparseImage } from '../support/tmp.js';
 
 const MiB = 1024 * 1024;
@@ -38,7 +34,7 @@ async function readView(replica: Replica, point: number | 'latest', disk: number
 describe('agent -> process server -> master target', { timeout: 240_000 }, () => {
   const { dir, cleanup } = scratchDir('pipeline');
   let agent: RunningAgent | undefined;
-  let ps: RunningProcessServer | undefined;
+  let ps: RunningComponent | undefined;
   let mt: MasterTarget | undefined;
   after(async () => {
     await agent?.kill();

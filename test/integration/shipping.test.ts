@@ -11,12 +11,8 @@ import { ChangeLog } from '../../src/changelog/change-log.js';
 import { RecordType } from '../../src/changelog/record.js';
 import { initCa, issueCert } from '../../src/pki/ca.js';
 import { type RunningAgent, runCli, startAgent } from '../support/agent-process.js';
+import { killChild, type RunningComponent, startProcessServer } from '../support/component-process.js';
 import { TestNbdClient } from '../support/nbd-client.js';
-import {
-  killChild,
-  type RunningProcessServer,
-  startProcessServer,
-} from '../support/process-server-process.js';
 import { scratchDir, sparseImage } from '../support/tmp.js';
 
 const MiB = 1024 * 1024;
@@ -42,7 +38,7 @@ async function waitFor(what: string, check: () => Promise<boolean>, ms = 30_000)
 describe('agent -> process server shipping over mutual TLS', { timeout: 180_000 }, () => {
   const { dir, cleanup } = scratchDir('ship');
   let agent: RunningAgent | undefined;
-  let ps: RunningProcessServer | undefined;
+  let ps: RunningComponent | undefined;
   after(async () => {
     if (process.env.REBOUND_TEST_DEBUG) console.error(agent?.stderr(), ps?.stderr());
     await agent?.kill();

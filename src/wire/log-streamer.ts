@@ -139,7 +139,8 @@ export class LogStreamer {
         wait = base;
       } catch (e) {
         this.lastError = (e as Error).message;
-        this.opts.logger.warn({ err: this.lastError }, `${this.opts.what}: connection lost`);
+        if (!this.stopped)
+          this.opts.logger.warn({ err: this.lastError }, `${this.opts.what}: connection lost`);
       }
       this.conn = undefined;
       if (this.stopped) break;

@@ -1,0 +1,23 @@
+// The README's first command: `rebound drill`, the whole job on one machine.
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { runCli } from '../support/agent-process.js';
+import { scratchDir } from '../support/tmp.js';
+
+describe('rebound drill', { timeout: 240_000 }, () => {
+  test('ext4 on a protected disk reaches the master target; the failover image is clean and whole', async () => {
+    const { dir, cleanup } = scratchDir('drill');
+    try {
+      const r = await runCli(['drill', '--work-dir', dir, '--disk-size', '64M', '--files', '60']);
+      assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
+      assert.match(r.stdout, /the master target holds the bookmark \(seq \d+\) \d+ ms after it was taken/);
+      assert.match(
+        r.stdout,
+        /failover image of the bookmark from the master target: e2fsck clean, 60\/60 files match their sha256/,
+      );
+      assert.match(r.stdout, /^drill passed$/m);
+    } finally {
+      cleanup();
+    }
+  });
+});

@@ -1,8 +1,9 @@
 // The agent's local control API: HTTP over a Unix socket in the data dir
 // (bookmarks now; the shipper and freeze/thaw hooks use it later).
 import { existsSync, unlinkSync } from 'node:fs';
-import { createServer, request, type Server } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
+import { callUnixJson } from '../util/unix-http.js';
 import type { Agent } from './agent.js';
 
 export function controlSocketPath(dataDir: string): string {
@@ -37,39 +38,9 @@ export async function startControlServer(agent: Agent): Promise<Server> {
   return server;
 }
 
-/** What the control API answers: an error, or the endpoint's fields. */
-export interface ControlReply {
-  error?: string;
-  [field: string]: unknown;
-}
+export type { ControlReply } from '../util/unix-http.js';
 
 /** Calls a running agent's control API. */
-export function callAgent(
-  dataDir: string,
-  method: string,
-  path: string,
-): Promise<{ status: number; body: ControlReply }> {
-  return new Promise((resolve, reject) => {
-    const req = request({ socketPath: controlSocketPath(dataDir), method, path }, (res) => {
-      let text = '';
-      res.on('data', (c) => {
-        text += c;
-      });
-      res.on('end', () => {
-        try {
-          resolve({ status: res.statusCode ?? 0, body: JSON.parse(text || '{}') });
-        } catch {
-          reject(
-            new Error(
-              `the agent at ${controlSocketPath(dataDir)} answered ${res.statusCode} with invalid JSON`,
-            ),
-          );
-        }
-      });
-    });
-    req.on('error', (e) =>
-      reject(new Error(`no running agent answers at ${controlSocketPath(dataDir)}: ${e.message}`)),
-    );
-    req.end();
-  });
+export function callAgent(dataDir: string, method: string, path: string) {
+  return callUnixJson(controlSocketPath(dataDir), method, path, 'agent');
 }

@@ -1,5 +1,7 @@
 // `rebound master-target start`.
+import { resolve } from 'node:path';
 import type { Command } from 'commander';
+import { callMasterTarget, startMtControlServer } from '../master-target/control-server.js';
 import { MasterTarget } from '../master-target/master-target.js';
 import { loadTlsMaterial } from '../pki/ca.js';
 import { createLogger } from '../util/logger.js';
@@ -34,7 +36,72 @@ export function registerMasterTargetCommands(program: Command): void {
         name: o.name,
         logger,
       });
+      const control = await startMtControlServer(server, o.dataDir, logger);
       console.log(`master target ready: ${listen.host}:${server.port}`);
-      stopOnSignals('master target', logger, () => server.close());
+      stopOnSignals('master target', logger, async () => {
+        control.close();
+        await server.close();
+      });
     });
+
+  mt.command('points')
+    .description('recovery points of a machine (crash-consistent flushes, app-consistent bookmarks)')
+    .requiredOption('--data-dir <dir>', 'the running master target’s data dir')
+    .requiredOption('--machine <id>', 'the protected machine’s id')
+    .option('--json', 'machine-readable output')
+    .action(async (o) => {
+      const r = await call(o.dataDir, 'GET', `/points?machine=${encodeURIComponent(o.machine)}`, 200);
+      if (o.json) return console.log(JSON.stringify(r, null, 2));
+      const points = r.points as { seq: number; time: string; kind: string; tag: string }[];
+      console.log(
+        `applied through seq ${r.appliedThrough}; points from seq ${r.oldestPoint} on are viewable`,
+      );
+      for (const p of points)
+        console.log(`${String(p.seq).padStart(10)}  ${p.time}  ${p.kind.padEnd(5)}  ${p.tag}`);
+    });
+
+  mt.command('view')
+    .description('serve a machine’s disks at a point as read-only NBD exports on loopback (or close a view)')
+    .requiredOption('--data-dir <dir>', 'the running master target’s data dir')
+    .option('--machine <id>', 'the protected machine’s id')
+    .option('--point <point>', 'latest | latest-app | a recovery point id | an ISO time', 'latest')
+    .option('--close <id>', 'close this view instead')
+    .option('--json', 'machine-readable output')
+    .action(async (o) => {
+      if (o.close) {
+        await call(o.dataDir, 'DELETE', `/views/${encodeURIComponent(o.close)}`, 200);
+        return console.log(`view ${o.close} closed`);
+      }
+      if (!o.machine) throw new Error('--machine is required to open a view');
+      const q = `machine=${encodeURIComponent(o.machine)}&point=${encodeURIComponent(o.point)}`;
+      const r = await call(o.dataDir, 'POST', `/views?${q}`, 201);
+      if (o.json) return console.log(JSON.stringify(r));
+      console.log(
+        `view ${r.id} of point ${r.point}: ${(r.exports as string[]).map((e) => `${r.url}/${e}`).join(' ')}`,
+      );
+    });
+
+  mt.command('export')
+    .description('write one disk of a machine at a point to a new sparse image')
+    .requiredOption('--data-dir <dir>', 'the running master target’s data dir')
+    .requiredOption('--machine <id>', 'the protected machine’s id')
+    .requiredOption('--out <file>', 'the image to create (never overwritten)')
+    .option('--point <point>', 'latest | latest-app | a recovery point id | an ISO time', 'latest')
+    .option('--disk <name>', 'the disk (default: the first)')
+    .option('--json', 'machine-readable output')
+    .action(async (o) => {
+      const q = new URLSearchParams({ machine: o.machine, point: o.point, out: resolve(o.out) });
+      if (o.disk) q.set('disk', o.disk);
+      const r = await call(o.dataDir, 'POST', `/exports?${q}`, 201);
+      if (o.json) return console.log(JSON.stringify(r));
+      console.log(
+        `wrote ${r.out}: disk ${r.disk} at point ${r.point}, ${r.bytes} bytes (${r.dataBytes} of data)`,
+      );
+    });
+}
+
+async function call(dataDir: string, method: string, path: string, ok: number) {
+  const r = await callMasterTarget(dataDir, method, path);
+  if (r.status !== ok) throw new Error(r.body.error ?? `the master target answered ${r.status}`);
+  return r.body;
 }

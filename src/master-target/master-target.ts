@@ -1,7 +1,7 @@
 // The master target's network service: takes each machine's stream from its process
 // server over mutual TLS, applies it to the machine's replica (undo journal first, see
 // replica.ts) in batches, and acknowledges what is applied and durable.
-import { closeSync, ftruncateSync, mkdirSync, openSync } from 'node:fs';
+import { closeSync, ftruncateSync, mkdirSync, openSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { TlsMaterial } from '../pki/ca.js';
@@ -56,6 +56,11 @@ export class MasterTarget {
     mkdirSync(join(opts.dataDir, 'machines'), { recursive: true });
     mkdirSync(opts.retentionDir, { recursive: true });
     const mt = new MasterTarget(opts);
+    // Machines replicated before a restart: their replicas and points are there at once.
+    for (const id of readdirSync(join(opts.dataDir, 'machines'))) {
+      const disks = await readJsonFile<DiskInfo[]>(join(mt.machineDir(id), 'disks.json'));
+      if (isValidMachineId(id) && disks) await mt.machine(id, disks);
+    }
     mt.server = await listenFrames({
       host: opts.host,
       port: opts.port,
@@ -74,6 +79,16 @@ export class MasterTarget {
   /** The replica of a machine that has streamed here (views, recovery points). */
   replica(machineId: string): Replica | undefined {
     return this.machines.get(machineId)?.replica;
+  }
+
+  /** The machine's disks as its stream described them. */
+  disks(machineId: string): DiskInfo[] | undefined {
+    return this.machines.get(machineId)?.disks;
+  }
+
+  /** The replica image of one disk. */
+  diskPath(machineId: string, diskId: number): string {
+    return join(this.machineDir(machineId), `disk-${diskId}.img`);
   }
 
   private machineDir(id: string): string {
@@ -103,7 +118,7 @@ export class MasterTarget {
     if (!stored) {
       // New machine: sparse replica images at the disks' sizes, then the list, durably.
       for (const d of list) {
-        const fd = openSync(join(dir, `disk-${d.id}.img`), 'a');
+        const fd = openSync(this.diskPath(id, d.id), 'a');
         try {
           ftruncateSync(fd, d.size);
         } finally {
@@ -115,7 +130,7 @@ export class MasterTarget {
     const replica = await Replica.open({
       stateDir: dir,
       retentionDir: join(this.opts.retentionDir, id),
-      disks: list.map((d) => ({ id: d.id, path: join(dir, `disk-${d.id}.img`) })),
+      disks: list.map((d) => ({ id: d.id, path: this.diskPath(id, d.id) })),
       logger: this.opts.logger,
     });
     const m: Machine = { id, replica, disks: list, conn: undefined };

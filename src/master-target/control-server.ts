@@ -1,0 +1,176 @@
+// The master target's local control API: HTTP over a Unix socket in its data dir.
+// Recovery points, point-in-time views served as read-only NBD exports on loopback,
+// and sparse image exports. `rebound master-target points|view|export` call it.
+import { existsSync, unlinkSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { NbdServer } from '../nbd/server.js';
+import { callUnixJson } from '../util/unix-http.js';
+import { exportImage } from './export-image.js';
+import type { MasterTarget } from './master-target.js';
+import { resolvePoint } from './point-spec.js';
+import { ViewExport } from './view-export.js';
+
+export function mtSocketPath(dataDir: string): string {
+  return join(dataDir, 'mt.sock');
+}
+
+class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+interface OpenView {
+  id: number;
+  machineId: string;
+  point: number;
+  server: NbdServer;
+  exports: ViewExport[];
+  url: string;
+}
+
+export async function startMtControlServer(
+  mt: MasterTarget,
+  dataDir: string,
+  logger: Logger,
+): Promise<Server> {
+  const path = mtSocketPath(dataDir);
+  if (existsSync(path)) unlinkSync(path);
+  const views = new Map<number, OpenView>();
+  let nextView = 1;
+
+  const machine = (id: string | null) => {
+    if (!id) throw new HttpError(400, 'query parameter machine is required');
+    const replica = mt.replica(id);
+    const disks = mt.disks(id);
+    if (!replica || !disks) throw new HttpError(404, `no machine '${id}' has streamed to this master target`);
+    return { replica, disks };
+  };
+  const pointOf = (spec: string | null, replica: Parameters<typeof resolvePoint>[1]) => {
+    try {
+      return resolvePoint(spec ?? 'latest', replica);
+    } catch (e) {
+      throw new HttpError(400, (e as Error).message);
+    }
+  };
+
+  const server = createServer(async (req, res) => {
+    const send = (code: number, body: unknown) => {
+      res.writeHead(code, { 'content-type': 'application/json' });
+      res.end(`${JSON.stringify(body)}\n`);
+    };
+    try {
+      const url = new URL(req.url ?? '/', 'http://mt');
+      const q = url.searchParams;
+      if (req.method === 'GET' && url.pathname === '/points') {
+        const { replica } = machine(q.get('machine'));
+        return send(200, {
+          appliedThrough: replica.appliedThrough,
+          oldestPoint: replica.oldestPoint,
+          points: replica.recoveryPoints().map((p) => ({ ...p, time: new Date(p.time).toISOString() })),
+        });
+      }
+      if (req.method === 'POST' && url.pathname === '/views') {
+        const machineId = q.get('machine')!;
+        const { replica, disks } = machine(machineId);
+        const point = pointOf(q.get('point'), replica);
+        const exports: ViewExport[] = [];
+        try {
+          for (const d of disks) {
+            exports.push(
+              await ViewExport.open({
+                name: d.name,
+                replica,
+                view: replica.openView(point),
+                disk: d.id,
+                replicaPath: mt.diskPath(machineId, d.id),
+                description: `${machineId} disk ${d.name} at point ${point}`,
+              }),
+            );
+          }
+        } catch (e) {
+          for (const x of exports) await x.close();
+          throw e;
+        }
+        const nbd = new NbdServer(
+          {
+            get: (n) => exports.find((x) => x.name === n) ?? (n === '' ? exports[0] : undefined),
+            list: () => exports,
+          },
+          logger,
+        );
+        const addr = await nbd.listenTcp('127.0.0.1', 0);
+        const v: OpenView = {
+          id: nextView++,
+          machineId,
+          point,
+          server: nbd,
+          exports,
+          url: `nbd://127.0.0.1:${addr.port}`,
+        };
+        views.set(v.id, v);
+        return send(201, { id: v.id, point, url: v.url, exports: exports.map((x) => x.name) });
+      }
+      const closeMatch = /^\/views\/(\d+)$/.exec(url.pathname);
+      if (req.method === 'DELETE' && closeMatch) {
+        const v = views.get(Number(closeMatch[1]));
+        if (!v) throw new HttpError(404, `no open view ${closeMatch[1]}`);
+        views.delete(v.id);
+        await v.server.close();
+        for (const x of v.exports) await x.close();
+        return send(200, { closed: v.id });
+      }
+      if (req.method === 'GET' && url.pathname === '/views') {
+        return send(200, {
+          views: [...views.values()].map((v) => ({
+            id: v.id,
+            machine: v.machineId,
+            point: v.point,
+            url: v.url,
+          })),
+        });
+      }
+      if (req.method === 'POST' && url.pathname === '/exports') {
+        const machineId = q.get('machine')!;
+        const { replica, disks } = machine(machineId);
+        const point = pointOf(q.get('point'), replica);
+        const name = q.get('disk') ?? disks[0]!.name;
+        const disk = disks.find((d) => d.name === name);
+        if (!disk)
+          throw new HttpError(
+            404,
+            `machine '${machineId}' has no disk '${name}' (disks: ${disks.map((d) => d.name).join(', ')})`,
+          );
+        const out = q.get('out');
+        if (!out) throw new HttpError(400, 'query parameter out is required');
+        const view = replica.openView(point);
+        try {
+          const r = await exportImage(view, disk.id, disk.size, out);
+          return send(201, { point, disk: name, out, ...r });
+        } finally {
+          view.close();
+        }
+      }
+      throw new HttpError(404, `no such endpoint: ${req.method} ${url.pathname}`);
+    } catch (e) {
+      send(e instanceof HttpError ? e.status : 500, { error: (e as Error).message });
+    }
+  });
+  server.on('close', () => {
+    for (const v of views.values()) {
+      void v.server.close();
+      for (const x of v.exports) void x.close();
+    }
+  });
+  await new Promise<void>((r) => server.listen(path, r));
+  return server;
+}
+
+export function callMasterTarget(dataDir: string, method: string, path: string) {
+  return callUnixJson(mtSocketPath(dataDir), method, path, 'master target');
+}

@@ -4,6 +4,7 @@ import { loadTlsMaterial } from '../pki/ca.js';
 import { ProcessServer } from '../process-server/process-server.js';
 import { createLogger } from '../util/logger.js';
 import { parseSize } from '../util/size.js';
+import { parseCompressMode } from '../wire/compression-policy.js';
 import { parseHostPort } from './parse.js';
 import { stopOnSignals } from './signals.js';
 
@@ -23,8 +24,10 @@ export function registerProcessServerCommands(program: Command): void {
     .option('--listen <host:port>', 'where agents connect', '127.0.0.1:9850')
     .option('--cache-limit <size>', 'cache size per machine; beyond it agent streams wait', '8G')
     .option('--master-target <host:port>', 'forward every machine to this master target (mutual TLS)')
+    .option('--compress <mode>', 'lz4 towards the master target: auto (when it pays) or off', 'auto')
     .action(async (o) => {
       const listen = parseHostPort(o.listen);
+      const compress = parseCompressMode(o.compress);
       const logger = createLogger();
       const material = await loadTlsMaterial(o.tlsDir, { role: 'process-server', name: o.name });
       const server = await ProcessServer.start({
@@ -36,6 +39,7 @@ export function registerProcessServerCommands(program: Command): void {
         logger,
         cacheLimitBytes: parseSize(o.cacheLimit),
         masterTarget: o.masterTarget ? parseHostPort(o.masterTarget) : undefined,
+        compress,
       });
       console.log(`process server ready: ${listen.host}:${server.port}`);
       stopOnSignals('process server', logger, () => server.close());

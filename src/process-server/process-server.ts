@@ -9,6 +9,7 @@ import { ChangeLog } from '../changelog/change-log.js';
 import { markerPayload, RecordType } from '../changelog/record.js';
 import type { TlsMaterial } from '../pki/ca.js';
 import { readJsonFile, writeJsonFile } from '../util/json-file.js';
+import type { CompressMode } from '../wire/compression-policy.js';
 import {
   type DiskInfo,
   decodeChange,
@@ -39,6 +40,8 @@ export interface ProcessServerOptions {
   cacheLimitBytes?: number;
   /** Where to forward each machine's cache; without it the cache only grows. */
   masterTarget?: { host: string; port: number };
+  /** lz4 on the way to the master target: `auto` (when it pays, the default) or `off`. */
+  compress?: CompressMode;
 }
 
 /** Appended but not yet written to the cache file: the stream pauses beyond this. */
@@ -182,6 +185,7 @@ export class ProcessServer {
       },
       preamble: async () => [{ type: FrameType.Disks, payload: encodeDisks(m.disks ?? []) }],
       onAck: (seq) => log.trimThrough(seq),
+      compress: this.opts.compress ?? 'auto',
     });
   }
 

@@ -42,11 +42,11 @@ export function newCompressionStats(): CompressionStats {
 }
 
 export interface FramePipelineOptions {
-  /** Payload bytes pushed and not yet handed to the socket before push() waits (default 16 MiB). */
+  /** Payload bytes pushed and not yet handed to the socket before push() waits (default 8 MiB). */
   maxBytes?: number;
   /** Frames pushed and not yet handed to the socket before push() waits (default 1024). */
   maxFrames?: number;
-  /** Payload bytes waiting for or in compression beyond which payloads are not tried (default 8 MiB). */
+  /** Payload bytes waiting for or in compression beyond which payloads are not tried (default 4 MiB). */
   maxBacklogBytes?: number;
   /** Compressions running at once (default: the number of CPUs). */
   concurrency?: number;
@@ -80,9 +80,9 @@ export class FramePipeline {
     readonly stats: CompressionStats = newCompressionStats(),
     o: FramePipelineOptions = {},
   ) {
-    this.maxBytes = o.maxBytes ?? 16 * MiB;
+    this.maxBytes = o.maxBytes ?? 8 * MiB;
     this.maxFrames = o.maxFrames ?? 1024;
-    this.maxBacklog = o.maxBacklogBytes ?? 8 * MiB;
+    this.maxBacklog = o.maxBacklogBytes ?? 4 * MiB;
     this.concurrency = Math.max(1, o.concurrency ?? availableParallelism());
   }
 

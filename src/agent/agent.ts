@@ -7,6 +7,7 @@ import type { Logger } from 'pino';
 import { ChangeLog } from '../changelog/change-log.js';
 import { DirtyBitmap } from '../changelog/dirty-bitmap.js';
 import { markerPayload, RecordType } from '../changelog/record.js';
+import { isSystemTag, SYSTEM_TAG_PREFIX } from '../resync/markers.js';
 
 type NewRecordType = RecordType.Write | RecordType.Zero | RecordType.Trim;
 
@@ -88,6 +89,17 @@ export class Agent {
   private logFullWarned = false;
   /** Changes between their log append and their disk write: a clean stop waits for them. */
   private readonly inflight = new Set<Promise<void>>();
+  /** Changes marked in a dirty bitmap instead of the log, since the start (see resync.ts). */
+  unloggedCount = 0;
+  /**
+   * The log's last seq when the newest unlogged change happened: a resync compares blocks
+   * only with a replica that has applied at least this far (see docs/architecture.md, "Resync").
+   */
+  lastUnloggedSeq = 0;
+  /** Wakes the resync (set by the shipper). */
+  resyncWake: (() => void) | undefined;
+  /** What replicates this agent (shipper, resync): its state for status(). */
+  replicationStatus: (() => unknown) | undefined;
 
   private constructor(
     readonly dataDir: string,
@@ -156,6 +168,9 @@ export class Agent {
     }
     const agent = new Agent(dataDir, state, log, captured, plain, logger, lock!);
     agent.watermark = log.nextSeq - 1;
+    // Regions dirty from before this start: logged changes up to here must reach the
+    // replica before a resync compares blocks.
+    if (captured.some((d) => d.bitmap.dirtyBytes > 0)) agent.lastUnloggedSeq = log.nextSeq - 1;
     // A clean stop checkpointed, and crash recovery fsyncs what it redid: the disks hold everything logged.
     agent.durableThrough = agent.watermark;
     state.clean = false;
@@ -306,8 +321,15 @@ export class Agent {
         'change log full or failing: further changes are marked resync required in the dirty bitmap',
       );
     }
+    this.noteUnlogged();
     await disk.bitmap.mark(offset, length);
     return undefined;
+  }
+
+  /** A change reached (or may reach) a disk without a log record. */
+  private noteUnlogged(): void {
+    this.unloggedCount++;
+    this.lastUnloggedSeq = Math.max(this.lastUnloggedSeq, this.log.nextSeq - 1);
   }
 
   /** Applies one change: log first, then the disk, overlapping changes strictly in log order. */
@@ -345,6 +367,7 @@ export class Agent {
       if (seq === undefined) this.unloggedSinceSync = true;
     } catch (e) {
       // The disk may now differ from the log for this range: never let that go unnoticed.
+      this.noteUnlogged();
       await disk.bitmap.mark(offset, length).catch(() => undefined);
       throw e;
     } finally {
@@ -393,8 +416,47 @@ export class Agent {
     return this.syncer.request();
   }
 
+  /**
+   * Disks never replicated hold data no log has: their whole range becomes resync required,
+   * so the resync copies them (holes and zero blocks cost nothing). Called when replication
+   * starts; a disk only captured locally is not marked.
+   */
+  async startInitialCopy(): Promise<string[]> {
+    const fresh = this.captured.filter((d) => d.record.needsInitialCopy);
+    if (fresh.length === 0) return [];
+    this.noteUnlogged();
+    for (const d of fresh) {
+      await d.bitmap.markAll();
+      await d.bitmap.sync();
+      d.record.needsInitialCopy = false;
+    }
+    await this.persistState(true);
+    return fresh.map((d) => d.record.name);
+  }
+
+  /**
+   * An operator's request: the disk (or every captured disk) is compared with its replica
+   * block by block, e.g. after it was written while the agent was not running.
+   */
+  async requestResync(name?: string): Promise<string[]> {
+    const disks = name === undefined ? this.captured : this.captured.filter((d) => d.record.name === name);
+    if (disks.length === 0) {
+      throw new Error(
+        `no captured disk named '${name}' (disks: ${this.captured.map((d) => d.record.name).join(', ')})`,
+      );
+    }
+    this.noteUnlogged();
+    for (const d of disks) {
+      await d.bitmap.markAll();
+      await d.bitmap.sync();
+    }
+    this.resyncWake?.();
+    return disks.map((d) => d.record.name);
+  }
+
   /** Every captured disk entirely resync required (changes were lost before the replica got them). */
   async markAllResyncRequired(): Promise<void> {
+    this.noteUnlogged();
     for (const d of this.captured) {
       await d.bitmap.markAll();
       await d.bitmap.sync();
@@ -409,7 +471,46 @@ export class Agent {
   /** Inserts a named bookmark (an application-consistent point when taken while frozen). */
   bookmark(tag: string): Promise<number | undefined> {
     if (Buffer.byteLength(tag) > 4096) throw new Error('bookmark tag longer than 4096 bytes');
+    if (isSystemTag(tag)) throw new Error(`bookmark tags starting with '${SYSTEM_TAG_PREFIX}' are reserved`);
     return this.marker(RecordType.Bookmark, tag);
+  }
+
+  /** A marker with a reserved tag (resync start and end), made durable like a flush. */
+  systemMarker(tag: string): Promise<number | undefined> {
+    if (!isSystemTag(tag)) throw new Error(`'${tag}' is not a reserved tag`);
+    return this.marker(RecordType.Bookmark, tag);
+  }
+
+  /**
+   * Logs a block a resync copies (its data is already on the disk, so only the log gets
+   * it). The caller holds the range lock. False when the log has no room.
+   */
+  async logResyncChange(
+    disk: CapturedDisk,
+    kind: 'write' | 'zero',
+    offset: number,
+    length: number,
+    data?: Buffer,
+  ): Promise<boolean> {
+    const payload = kind === 'write' ? data! : Buffer.alloc(0);
+    if (this.closing || !this.log.hasRoom(payload.length)) return false;
+    const { seq, written } = this.log.append({
+      type: kind === 'write' ? RecordType.Write : RecordType.Zero,
+      flags: 0,
+      disk: disk.record.id,
+      time: Date.now(),
+      offset,
+      length,
+      payload,
+    });
+    try {
+      await written;
+      return true;
+    } catch {
+      return false;
+    } finally {
+      this.complete(seq);
+    }
   }
 
   /**
@@ -434,6 +535,7 @@ export class Agent {
       if (logFailed) {
         // Acknowledged changes may be missing from the log now: no range can be trusted,
         // and only the disks themselves can hold them.
+        this.noteUnlogged();
         for (const d of this.captured) await d.bitmap.markAll();
         await Promise.all(this.captured.map((d) => d.store.sync()));
       }
@@ -460,6 +562,7 @@ export class Agent {
         size: d.record.size,
         resyncRequired: d.bitmap.regions(),
       })),
+      replication: this.replicationStatus?.(),
     };
   }
 

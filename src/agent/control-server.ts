@@ -29,6 +29,10 @@ export async function startControlServer(agent: Agent): Promise<Server> {
           return send(507, { error: 'change log is full or failing: bookmark not recorded' });
         return send(201, { seq, tag });
       }
+      if (req.method === 'POST' && url.pathname === '/resync') {
+        const disks = await agent.requestResync(url.searchParams.get('disk') ?? undefined);
+        return send(202, { disks });
+      }
       send(404, { error: `no such endpoint: ${req.method} ${url.pathname}` });
     } catch (e) {
       send(500, { error: (e as Error).message });

@@ -7,6 +7,7 @@ import { encodeDisks, FrameType } from '../wire/frame.js';
 import { LogStreamer, type StreamerStatus } from '../wire/log-streamer.js';
 import { connectFrames } from '../wire/tls-endpoint.js';
 import type { Agent } from './agent.js';
+import { Resync, type ResyncStatus } from './resync.js';
 
 export interface ShipperOptions {
   agent: Agent;
@@ -20,22 +21,27 @@ export interface ShipperOptions {
 
 export class Shipper {
   private readonly streamer: LogStreamer;
+  readonly resync: Resync;
 
   constructor(opts: ShipperOptions) {
     const { agent, logger } = opts;
     const log = agent.log;
+    const connect = () =>
+      connectFrames({
+        host: opts.host,
+        port: opts.port,
+        material: opts.material,
+        logger,
+        acceptRoles: ['process-server'],
+      });
+    this.resync = new Resync({ agent, connect, name: opts.name, logger });
+    agent.resyncWake = () => this.resync.kick();
+    agent.replicationStatus = () => ({ shipper: this.status(), resync: this.resync.status() });
     this.streamer = new LogStreamer({
       what: 'shipper',
       log,
       logger,
-      connect: () =>
-        connectFrames({
-          host: opts.host,
-          port: opts.port,
-          material: opts.material,
-          logger,
-          acceptRoles: ['process-server'],
-        }),
+      connect,
       hello: { resumeFrom: 0, role: 'agent', name: opts.name, machineId: agent.machineId },
       resume: async (resumeFrom) => {
         const from = resumeFrom === 0 ? log.trimmedThrough + 1 : resumeFrom;
@@ -52,6 +58,7 @@ export class Shipper {
             'shipper: the process server lacks changes this log no longer holds: every disk is marked resync required',
           );
           await agent.markAllResyncRequired();
+          this.resync.kick();
           return log.trimmedThrough + 1;
         }
         return from;
@@ -66,10 +73,16 @@ export class Shipper {
 
   start(): void {
     this.streamer.start();
+    this.resync.start();
   }
 
-  stop(): Promise<void> {
-    return this.streamer.stop();
+  async stop(): Promise<void> {
+    await this.resync.stop();
+    await this.streamer.stop();
+  }
+
+  resyncStatus(): ResyncStatus {
+    return this.resync.status();
   }
 
   status(): StreamerStatus {

@@ -115,6 +115,21 @@ export function registerAgentCommands(program: Command): void {
       console.log(o.json ? JSON.stringify(r.body) : `bookmark '${r.body.tag}' at seq ${r.body.seq}`);
     });
 
+  agent
+    .command('resync')
+    .description('mark disks of a running agent resync required: the replica is compared block by block')
+    .requiredOption('--data-dir <dir>', 'the agent data dir')
+    .option('--disk <name>', 'only this disk (default: every captured disk)')
+    .option('--json', 'machine-readable output')
+    .action(async (o) => {
+      const q = o.disk ? `?disk=${encodeURIComponent(o.disk)}` : '';
+      const r = await callAgent(o.dataDir, 'POST', `/resync${q}`);
+      if (r.status !== 202) throw new Error(r.body.error ?? `agent answered ${r.status}`);
+      console.log(
+        o.json ? JSON.stringify(r.body) : `resync requested for ${(r.body.disks as string[]).join(', ')}`,
+      );
+    });
+
   const log = program.command('log').description('tools over an agent’s change log');
   log
     .command('apply')

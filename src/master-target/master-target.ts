@@ -21,6 +21,7 @@ import {
   WireErrorCode,
 } from '../wire/frame.js';
 import { type FrameConnection, type FrameServer, listenFrames } from '../wire/tls-endpoint.js';
+import { serveHashRequests } from './hash-service.js';
 import { Replica, type ReplicaItem } from './replica.js';
 
 export interface MasterTargetOptions {
@@ -132,6 +133,7 @@ export class MasterTarget {
       retentionDir: join(this.opts.retentionDir, id),
       disks: list.map((d) => ({ id: d.id, path: this.diskPath(id, d.id) })),
       logger: this.opts.logger,
+      newReplicaNeedsResync: true,
     });
     const m: Machine = { id, replica, disks: list, conn: undefined };
     this.machines.set(id, m);
@@ -167,6 +169,11 @@ export class MasterTarget {
     );
     const second = await frames.next();
     if (second.done) return;
+    if (second.value.type === FrameType.HashRequest) {
+      const log = this.opts.logger.child({ machineId, conn: conn.id });
+      await serveHashRequests(conn, second.value, frames, () => this.machines.get(machineId)?.replica, log);
+      return;
+    }
     let m: Machine;
     try {
       if (second.value.type !== FrameType.Disks) {

@@ -6,8 +6,11 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
+import { isSystemTag, RESYNC_END_TAG, RESYNC_START_TAG } from '../resync/markers.js';
+import { readBlockHashes } from '../resync/read-hashes.js';
 import { BlockStore } from '../storage/block-store.js';
 import { readJsonFile, writeJsonFile } from '../util/json-file.js';
+import type { BlockHash } from '../wire/frame.js';
 import { type JournalRecord, JournalRecordType, MAX_JOURNAL_PAYLOAD } from './journal-record.js';
 import { PointView, type ViewSource } from './point-view.js';
 import { type JournalEntry, markerKind, UndoJournal } from './undo-journal.js';
@@ -47,6 +50,12 @@ export interface ReplicaOptions {
   disks: { id: number; path: string }[];
   segmentBytes?: number;
   logger?: Logger;
+  /**
+   * A new replica (no state file yet) holds nothing of the source: no point is consistent
+   * until the first resync ends. The master target sets this; library users replaying a
+   * log from an empty disk need not.
+   */
+  newReplicaNeedsResync?: boolean;
 }
 
 export interface BatchResult {
@@ -77,6 +86,11 @@ interface ReplicaState {
   appliedThrough: number;
   /** Source time of that item. */
   appliedTime: number;
+  /**
+   * Seq ranges [start, end) in which the replica was not consistent (a resync was copying
+   * blocks); end null = still resyncing. Points inside are not recovery points.
+   */
+  inconsistent?: [number, number | null][];
 }
 
 export const STATE_FILE = 'replica-state.json';
@@ -112,7 +126,11 @@ export class Replica {
   static async open(opts: ReplicaOptions): Promise<Replica> {
     mkdirSync(opts.stateDir, { recursive: true });
     const statePath = join(opts.stateDir, STATE_FILE);
-    const state = (await readJsonFile<ReplicaState>(statePath)) ?? { appliedThrough: 0, appliedTime: 0 };
+    const state = (await readJsonFile<ReplicaState>(statePath)) ?? {
+      appliedThrough: 0,
+      appliedTime: 0,
+      inconsistent: opts.newReplicaNeedsResync ? [[0, null]] : [],
+    };
     const stores = new Map<number, BlockStore>();
     try {
       for (const d of opts.disks) {
@@ -191,10 +209,70 @@ export class Replica {
     await this.journal.append(this.beforeImages(fresh));
     for (const it of fresh) await this.writeReplica(it, touched);
     for (const disk of touched) await this.store(disk).sync();
-    const state = { appliedThrough: last.seq, appliedTime: last.time };
+    const state: ReplicaState = {
+      appliedThrough: last.seq,
+      appliedTime: last.time,
+      inconsistent: this.nextIntervals([...redo, ...fresh]),
+    };
     await writeJsonFile(this.statePath, state, { durable: true });
     this.state = state;
     return { applied: fresh.length, redone: redo.length, skipped, appliedThrough: last.seq };
+  }
+
+  /** The inconsistent ranges after these items: resync markers open and close them. */
+  private nextIntervals(items: ReplicaItem[]): [number, number | null][] {
+    const first = this.journal.firstSeq ?? this.state.appliedThrough + 1;
+    // Ranges whose every point is pruned no longer matter.
+    const out = (this.state.inconsistent ?? [])
+      .filter(([, end]) => end === null || end >= first)
+      .map(([s, e]) => [s, e] as [number, number | null]);
+    for (const it of items) {
+      if (it.type !== 'marker') continue;
+      const open = out.at(-1)?.[1] === null ? out.at(-1) : undefined;
+      if (it.tag === RESYNC_START_TAG && !open) out.push([it.seq, null]);
+      else if (it.tag === RESYNC_END_TAG && open) open[1] = it.seq;
+    }
+    return out;
+  }
+
+  /** True when seq is inside a resync (or before the first one ended, for a new replica). */
+  private inResync(seq: number): boolean {
+    return (this.state.inconsistent ?? []).some(([s, e]) => seq >= s && (e === null || seq < e));
+  }
+
+  /** Whether the replica is consistent now, and since when it is resyncing if not. */
+  get resyncOpenSince(): number | undefined {
+    const last = this.state.inconsistent?.at(-1);
+    return last && last[1] === null ? last[0] : undefined;
+  }
+
+  /** Why seq cannot be a recovery point, or undefined when it can. */
+  pointProblem(seq: number): string | undefined {
+    if (!this.inResync(seq)) return undefined;
+    const open = this.resyncOpenSince;
+    return open !== undefined && seq >= open
+      ? `point ${seq} is inside the resync in progress since seq ${open}: the replica is not consistent there yet`
+      : `point ${seq} is inside a resync: the replica was not consistent then`;
+  }
+
+  /**
+   * The block hashes of a range of a replica disk as of appliedThrough (batches wait, so
+   * the blocks never show half a batch).
+   */
+  blockHashes(
+    disk: number,
+    offset: number,
+    blockSize: number,
+    count: number,
+  ): Promise<{ appliedThrough: number; blocks: BlockHash[] }> {
+    return this.serial(async () => {
+      const store = this.store(disk);
+      if (offset >= store.size) {
+        throw new Error(`offset ${offset} is beyond the end of disk ${disk} (${store.size} bytes)`);
+      }
+      const blocks = await readBlockHashes(store, offset, blockSize, count);
+      return { appliedThrough: this.state.appliedThrough, blocks };
+    });
   }
 
   /** Validates the whole batch before anything is done, and sorts its items by what they need. */
@@ -363,12 +441,15 @@ export class Replica {
 
   /** Markers (flushes and bookmarks) that can still be viewed, oldest first. */
   recoveryPoints(): RecoveryPoint[] {
-    return this.journal.markers(this.state.appliedThrough).map((e: JournalEntry) => ({
-      seq: e.seq,
-      time: e.time,
-      kind: markerKind(e),
-      tag: e.tag ?? '',
-    }));
+    return this.journal
+      .markers(this.state.appliedThrough)
+      .filter((e) => !isSystemTag(e.tag ?? '') && !this.inResync(e.seq))
+      .map((e: JournalEntry) => ({
+        seq: e.seq,
+        time: e.time,
+        kind: markerKind(e),
+        tag: e.tag ?? '',
+      }));
   }
 
   /**

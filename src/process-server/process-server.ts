@@ -26,6 +26,19 @@ import {
 } from '../wire/frame.js';
 import { LogStreamer } from '../wire/log-streamer.js';
 import { connectFrames, type FrameConnection, type FrameServer, listenFrames } from '../wire/tls-endpoint.js';
+import { relayHashSession } from './hash-relay.js';
+
+/** An iterator that yields `first`, then the rest of `rest`. */
+function prepend(first: Frame, rest: AsyncIterator<Frame>): AsyncIterator<Frame> {
+  let given = false;
+  return {
+    next: () => {
+      if (given) return rest.next();
+      given = true;
+      return Promise.resolve({ done: false, value: first });
+    },
+  };
+}
 
 export interface ProcessServerOptions {
   dataDir: string;
@@ -205,29 +218,62 @@ export class ProcessServer {
       return;
     }
     const m = await this.machine(machineId);
-    if (m.conn && m.conn !== conn) m.conn.close('replaced by a newer connection from the same machine');
-    m.conn = conn;
     // resumeFrom 0: nothing ever received, the agent starts with the oldest change it has.
     const resumeFrom = m.log.nextSeq > 1 || m.log.trimmedThrough > 0 ? m.log.nextSeq : 0;
     await conn.send(
       FrameType.Hello,
       encodeHello({ resumeFrom, role: 'process-server', name: this.opts.name, machineId }),
     );
+    // The first frame after the hellos says what the connection is: a resync hash session
+    // or the machine's stream (which starts with its disks).
+    const second = await frames.next();
+    if (second.done) return;
+    if (second.value.type === FrameType.HashRequest) {
+      await relayHashSession({
+        agent: conn,
+        first: second.value,
+        frames,
+        machineId,
+        name: this.opts.name,
+        connect: this.connectMasterTarget(),
+        logger: log,
+      });
+      return;
+    }
+    if (m.conn && m.conn !== conn) m.conn.close('replaced by a newer connection from the same machine');
+    m.conn = conn;
     log.info({ machineId, resumeFrom }, 'process server: agent stream started');
     try {
-      await this.receive(conn, frames, m);
+      await this.receive(conn, prepend(second.value, frames), m);
     } finally {
       if (m.conn === conn) m.conn = undefined;
     }
+  }
+
+  /** Opens a connection to the master target, when there is one. */
+  private connectMasterTarget(): (() => Promise<FrameConnection>) | undefined {
+    const mt = this.opts.masterTarget;
+    if (!mt) return undefined;
+    return () =>
+      connectFrames({
+        host: mt.host,
+        port: mt.port,
+        material: this.opts.material,
+        logger: this.opts.logger,
+        acceptRoles: ['master-target'],
+      });
   }
 
   private async receive(conn: FrameConnection, frames: AsyncIterator<Frame>, m: MachineCache): Promise<void> {
     const pending: { written: Promise<void>; bytes: number }[] = [];
     let pendingBytes = 0;
     let ackScheduled = false;
+    /** The newest append's write: an ack syncs only once everything appended before it is written. */
+    let lastAppend: Promise<void> = Promise.resolve();
     const ack = async () => {
       ackScheduled = false;
       try {
+        await lastAppend;
         await m.log.sync();
       } catch (e) {
         conn.close(`cache sync failed: ${(e as Error).message}`, WireErrorCode.Internal);
@@ -254,6 +300,7 @@ export class ProcessServer {
         return;
       }
       pending.push({ written: appended.written, bytes: f.payload.length });
+      lastAppend = appended.written;
       pendingBytes += f.payload.length;
       // Bounded memory: the cache's append queue holds the payloads until they are written.
       while (pendingBytes > MAX_PENDING_BYTES || pending.length > 4096) {

@@ -139,6 +139,11 @@ export class Replica {
     return this.state.appliedThrough;
   }
 
+  /** Source time of the item at appliedThrough (0 before anything is applied). */
+  get appliedTime(): number {
+    return this.state.appliedTime;
+  }
+
   /** The lowest point a view can still show exactly. */
   get oldestPoint(): number {
     const first = this.journal.firstSeq;

@@ -153,7 +153,7 @@ describe('ext4 over TLS to the master target: RPO and the latest view', { timeou
     assert.equal(await agent.stop(), 0);
     agent = undefined;
     console.log(
-      `# RPO under ${RPO_GOAL_SECONDS} s covering the sync ${reached} ms after it; ${expected.size} files`,
+      `RPO under ${RPO_GOAL_SECONDS} s covering the sync ${reached} ms after it; ${expected.size} files`,
     );
   });
 });

@@ -1,16 +1,18 @@
-// The agent's local control API: HTTP over a Unix socket in the data dir
-// (bookmarks now; the shipper and freeze/thaw hooks use it later).
+// The agent's local control API: HTTP over a Unix socket in the data dir: live status
+// (with the shipper's state and backlog) and bookmarks.
 import { existsSync, unlinkSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import { callUnixJson } from '../util/unix-http.js';
 import type { Agent } from './agent.js';
+import { agentLiveStatus } from './live-status.js';
+import type { Shipper } from './shipper.js';
 
 export function controlSocketPath(dataDir: string): string {
   return join(dataDir, 'agent.sock');
 }
 
-export async function startControlServer(agent: Agent): Promise<Server> {
+export async function startControlServer(agent: Agent, shipper?: Shipper): Promise<Server> {
   const path = controlSocketPath(agent.dataDir);
   if (existsSync(path)) unlinkSync(path);
   const server = createServer(async (req, res) => {
@@ -20,7 +22,8 @@ export async function startControlServer(agent: Agent): Promise<Server> {
     };
     try {
       const url = new URL(req.url ?? '/', 'http://agent');
-      if (req.method === 'GET' && url.pathname === '/status') return send(200, agent.status());
+      if (req.method === 'GET' && url.pathname === '/status')
+        return send(200, { ...agent.status(), ...agentLiveStatus(agent, shipper) });
       if (req.method === 'POST' && url.pathname === '/bookmarks') {
         const tag = url.searchParams.get('tag');
         if (!tag) return send(400, { error: 'query parameter tag is required' });

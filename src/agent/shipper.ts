@@ -1,6 +1,8 @@
 // The agent's shipper: streams the durable part of the change log to the process
 // server (see src/wire/log-streamer.ts), sends the machine's disks first, and trims the
-// log once changes are durable there (never past the last checkpoint).
+// log once changes are durable there (never past the last checkpoint). Once a second it
+// offers a position heartbeat ("as of now, every change has seq <= S") that travels to
+// the master target behind those changes, so an idle machine's RPO stays small.
 import type { Logger } from 'pino';
 import type { TlsMaterial } from '../pki/ca.js';
 import { encodeDisks, FrameType } from '../wire/frame.js';
@@ -17,13 +19,17 @@ export interface ShipperOptions {
   /** This agent's component name (its certificate's). */
   name: string;
   logger: Logger;
+  /** How often a position heartbeat is offered (default 1000 ms). */
+  heartbeatMs?: number;
 }
 
 export class Shipper {
   private readonly streamer: LogStreamer;
   readonly resync: Resync;
+  private heartbeatTimer: NodeJS.Timeout | undefined;
+  private resyncWarned = false;
 
-  constructor(opts: ShipperOptions) {
+  constructor(private readonly opts: ShipperOptions) {
     const { agent, logger } = opts;
     const log = agent.log;
     const connect = () =>
@@ -74,9 +80,13 @@ export class Shipper {
   start(): void {
     this.streamer.start();
     this.resync.start();
+    this.heartbeat();
+    this.heartbeatTimer ??= setInterval(() => this.heartbeat(), this.opts.heartbeatMs ?? 1000);
   }
 
   async stop(): Promise<void> {
+    clearInterval(this.heartbeatTimer);
+    this.heartbeatTimer = undefined;
     await this.resync.stop();
     await this.streamer.stop();
   }
@@ -85,7 +95,38 @@ export class Shipper {
     return this.resync.status();
   }
 
+  /**
+   * Every change completed before now has a sequence number below nextSeq: that is the
+   * promise. Not while any range is resync required: those changes are in no log record,
+   * so no position can speak for them, and the replica's RPO must keep growing.
+   */
+  private heartbeat(): void {
+    const { agent, logger } = this.opts;
+    const dirty = resyncRequiredBytes(agent);
+    if (dirty > 0) {
+      if (!this.resyncWarned)
+        logger.warn(
+          { machineId: agent.machineId, resyncRequiredBytes: dirty },
+          'shipper: ranges are resync required: position heartbeats stop until they are resynced',
+        );
+      this.resyncWarned = true;
+      return;
+    }
+    this.resyncWarned = false;
+    this.streamer.offerHeartbeat({ time: Date.now(), throughSeq: agent.log.nextSeq - 1 });
+  }
+
+  /** The process server's address, host:port. */
+  get target(): string {
+    return `${this.opts.host}:${this.opts.port}`;
+  }
+
   status(): StreamerStatus {
     return this.streamer.status();
   }
+}
+
+/** Bytes of the captured disks marked resync required (changes that have no log record). */
+export function resyncRequiredBytes(agent: Agent): number {
+  return agent.captured.reduce((n, d) => n + d.bitmap.dirtyBytes, 0);
 }

@@ -11,6 +11,13 @@ export class LogTailer {
   private segmentFirstSeq: number | undefined;
   private offset = 0;
 
+  /** Where the next read starts: a segment (by first seq) and a byte offset; undefined before the first read. */
+  get position(): { segment: number; offset: number } | undefined {
+    return this.segmentFirstSeq === undefined
+      ? undefined
+      : { segment: this.segmentFirstSeq, offset: this.offset };
+  }
+
   /** `next` is the first sequence wanted. */
   constructor(
     private readonly log: ChangeLog,

@@ -4,10 +4,12 @@ import type { Command } from 'commander';
 import { Agent } from '../agent/agent.js';
 import { loadState } from '../agent/agent-state.js';
 import { callAgent, startControlServer } from '../agent/control-server.js';
+import { type AgentLiveStatus, formatLiveStatus } from '../agent/live-status.js';
 import { formatSummary, summarizeDataDir } from '../agent/log-summary.js';
 import { Shipper } from '../agent/shipper.js';
 import { applyLog } from '../changelog/apply.js';
 import { ChangeLog } from '../changelog/change-log.js';
+import { startAgentObservability } from '../metrics/observability.js';
 import { exportMap } from '../nbd/export.js';
 import { NbdServer } from '../nbd/server.js';
 import { loadTlsMaterial } from '../pki/ca.js';
@@ -39,6 +41,7 @@ export function registerAgentCommands(program: Command): void {
     .option('--process-server <host:port>', 'ship the change log to this process server (mutual TLS)')
     .option('--tls-dir <dir>', 'this agent’s key and certificate (rebound ca issue --role agent) and ca.crt')
     .option('--name <name>', 'this agent’s component name (the certificate’s)')
+    .option('--metrics-listen <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics')
     .action(async (o) => {
       const disks = [
         ...o.disk.map((d: string) => parseDiskSpec(d)),
@@ -47,6 +50,7 @@ export function registerAgentCommands(program: Command): void {
       if (disks.length === 0) throw new Error('give at least one --disk NAME=PATH');
       const listen = o.listen || !o.socket ? parseHostPort(o.listen ?? '127.0.0.1:10809') : undefined;
       const ps = o.processServer ? parseHostPort(o.processServer) : undefined;
+      const metricsListen = o.metricsListen ? parseHostPort(o.metricsListen) : undefined;
       if (ps && (!o.tlsDir || !o.name)) throw new Error('--process-server needs --tls-dir and --name');
       const logger = createLogger();
       const material = ps ? await loadTlsMaterial(o.tlsDir, { role: 'agent', name: o.name }) : undefined;
@@ -74,13 +78,15 @@ export function registerAgentCommands(program: Command): void {
           ? new Shipper({ agent: a, host: ps.host, port: ps.port, material, name: o.name, logger })
           : undefined;
       shipper?.start();
-      const control = await startControlServer(a);
+      const control = await startControlServer(a, shipper);
+      const observability = await startAgentObservability(a, shipper, logger, metricsListen);
       let stopping = false;
       const stop = async (signal: string) => {
         if (stopping) return;
         stopping = true;
         logger.info({ signal }, 'stopping agent');
         control.close();
+        await observability.close();
         await server.close();
         await shipper?.stop();
         await a.close();
@@ -88,6 +94,8 @@ export function registerAgentCommands(program: Command): void {
       };
       process.on('SIGTERM', () => void stop('SIGTERM'));
       process.on('SIGINT', () => void stop('SIGINT'));
+      const m = observability.metrics;
+      if (m) console.log(`metrics at http://${m.host}:${m.port}/metrics`);
       console.log(
         `agent ready: ${urls.join(' ')} exports ${disks.map((d) => d.name).join(',')} machine ${a.machineId}`,
       );
@@ -100,7 +108,14 @@ export function registerAgentCommands(program: Command): void {
     .option('--json', 'machine-readable output')
     .action(async (o) => {
       const s = await summarizeDataDir(o.dataDir);
-      console.log(o.json ? JSON.stringify(s, null, 2) : formatSummary(s));
+      // A running agent adds its live state: shipper, backlog, health.
+      const live = await callAgent(o.dataDir, 'GET', '/status').then(
+        (r) => (r.status === 200 ? r.body : undefined),
+        () => undefined,
+      );
+      if (o.json) return console.log(JSON.stringify(live ? { ...s, live } : s, null, 2));
+      console.log(formatSummary(s));
+      if (live) console.log(formatLiveStatus(live as Partial<AgentLiveStatus>));
     });
 
   agent

@@ -1,11 +1,14 @@
-// `rebound master-target start`.
+// `rebound master-target start|status|points|view|export`.
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { callMasterTarget, startMtControlServer } from '../master-target/control-server.js';
 import { MasterTarget } from '../master-target/master-target.js';
+import type { MachineStatusJson } from '../master-target/replication-status.js';
+import { formatMachineStatus } from '../master-target/status-text.js';
+import { startMasterTargetObservability } from '../metrics/observability.js';
 import { loadTlsMaterial } from '../pki/ca.js';
 import { createLogger } from '../util/logger.js';
-import { parseHostPort } from './parse.js';
+import { parseHostPort, parseSeconds } from './parse.js';
 import { stopOnSignals } from './signals.js';
 
 export function registerMasterTargetCommands(program: Command): void {
@@ -23,8 +26,12 @@ export function registerMasterTargetCommands(program: Command): void {
     )
     .requiredOption('--name <name>', 'its component name (the certificate’s)')
     .option('--listen <host:port>', 'where process servers connect', '127.0.0.1:9860')
+    .option('--metrics-listen <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics')
+    .option('--rpo-alert <seconds>', 'a machine whose RPO is above this has a health problem', '900')
     .action(async (o) => {
       const listen = parseHostPort(o.listen);
+      const metricsListen = o.metricsListen ? parseHostPort(o.metricsListen) : undefined;
+      const rpoAlertSeconds = parseSeconds(o.rpoAlert, '--rpo-alert');
       const logger = createLogger();
       const material = await loadTlsMaterial(o.tlsDir, { role: 'master-target', name: o.name });
       const server = await MasterTarget.start({
@@ -35,13 +42,32 @@ export function registerMasterTargetCommands(program: Command): void {
         material,
         name: o.name,
         logger,
+        statusRules: { rpoAlertSeconds },
       });
       const control = await startMtControlServer(server, o.dataDir, logger);
+      const observability = await startMasterTargetObservability(server, logger, metricsListen);
+      const m = observability.metrics;
+      if (m) console.log(`metrics at http://${m.host}:${m.port}/metrics`);
       console.log(`master target ready: ${listen.host}:${server.port}`);
       stopOnSignals('master target', logger, async () => {
+        await observability.close();
         control.close();
         await server.close();
       });
+    });
+
+  mt.command('status')
+    .description('replication status per machine: RPO, applied seq, latest points, health problems')
+    .requiredOption('--data-dir <dir>', 'the running master target’s data dir')
+    .option('--machine <id>', 'only this machine')
+    .option('--json', 'machine-readable output')
+    .action(async (o) => {
+      const q = o.machine ? `?machine=${encodeURIComponent(o.machine)}` : '';
+      const r = await call(o.dataDir, 'GET', `/status${q}`, 200);
+      const machines = r.machines as MachineStatusJson[];
+      if (o.json) return console.log(JSON.stringify(r, null, 2));
+      if (machines.length === 0) return console.log('no machine has streamed to this master target yet');
+      console.log(machines.map(formatMachineStatus).join('\n\n'));
     });
 
   mt.command('points')

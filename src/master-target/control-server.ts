@@ -1,6 +1,7 @@
 // The master target's local control API: HTTP over a Unix socket in its data dir.
-// Recovery points, point-in-time views served as read-only NBD exports on loopback,
-// and sparse image exports. `rebound master-target points|view|export` call it.
+// Replication status, recovery points, point-in-time views served as read-only NBD
+// exports on loopback, and sparse image exports. `rebound master-target
+// status|points|view|export` call it.
 import { existsSync, unlinkSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
@@ -10,6 +11,7 @@ import { callUnixJson } from '../util/unix-http.js';
 import { exportImage } from './export-image.js';
 import type { MasterTarget } from './master-target.js';
 import { resolvePoint } from './point-spec.js';
+import { statusJson } from './replication-status.js';
 import { ViewExport } from './view-export.js';
 
 export function mtSocketPath(dataDir: string): string {
@@ -67,6 +69,11 @@ export async function startMtControlServer(
     try {
       const url = new URL(req.url ?? '/', 'http://mt');
       const q = url.searchParams;
+      if (req.method === 'GET' && url.pathname === '/status') {
+        const id = q.get('machine');
+        if (id !== null) machine(id);
+        return send(200, { machines: mt.status(id ?? undefined).map(statusJson) });
+      }
       if (req.method === 'GET' && url.pathname === '/points') {
         const { replica } = machine(q.get('machine'));
         return send(200, {

@@ -157,6 +157,11 @@ export class Replica {
     return this.state.appliedThrough;
   }
 
+  /** Source time of the item at appliedThrough (0 before anything is applied). */
+  get appliedTime(): number {
+    return this.state.appliedTime;
+  }
+
   /** The lowest point a view can still show exactly. */
   get oldestPoint(): number {
     const first = this.journal.firstSeq;
@@ -244,6 +249,12 @@ export class Replica {
   get resyncOpenSince(): number | undefined {
     const last = this.state.inconsistent?.at(-1);
     return last && last[1] === null ? last[0] : undefined;
+  }
+
+  /** False for a new replica until its first copy ends: it has no recovery point yet. */
+  get everConsistent(): boolean {
+    const first = this.state.inconsistent?.[0];
+    return !(first && first[0] === 0 && first[1] === null);
   }
 
   /** Why seq cannot be a recovery point, or undefined when it can. */

@@ -13,6 +13,7 @@ import {
   type DiskInfo,
   decodeChange,
   decodeDisks,
+  decodeHeartbeat,
   decodeHello,
   decodeMarker,
   encodeAck,
@@ -66,6 +67,8 @@ interface MachineCache {
   /** The machine's disks, as its agent last described them. */
   disks: DiskInfo[] | undefined;
   forwarder: LogStreamer | undefined;
+  /** The agent's newest position heartbeat and when it arrived (this host's clock). */
+  heartbeat: { time: number; throughSeq: number; receivedAt: number } | undefined;
 }
 
 export interface MachineStatus {
@@ -74,6 +77,16 @@ export interface MachineStatus {
   ackedThrough: number;
   cacheBytes: number;
   connected: boolean;
+  /** Cache bytes the master target has not acknowledged yet (0 without a master target). */
+  backlogBytes: number;
+  forwarderConnected: boolean;
+  /** Highest sequence the master target has acknowledged (applied and durable). */
+  forwardedThrough: number;
+  /** Source time through which the master target provably holds every change (ms). */
+  replicaCurrentAsOf?: number;
+  /** The agent's newest position heartbeat: its source time and when it arrived here (ms). */
+  lastHeartbeat?: { time: number; throughSeq: number; receivedAt: number };
+  lastForwardError?: string;
 }
 
 export class ProcessServer {
@@ -109,12 +122,21 @@ export class ProcessServer {
   }
 
   status(): MachineStatus[] {
-    return [...this.machines.values()].map((m) => ({
-      machineId: m.id,
-      ackedThrough: m.ackedThrough,
-      cacheBytes: m.log.bytes,
-      connected: m.conn !== undefined,
-    }));
+    return [...this.machines.values()].map((m) => {
+      const f = m.forwarder?.status();
+      return {
+        machineId: m.id,
+        ackedThrough: m.ackedThrough,
+        cacheBytes: m.log.bytes,
+        connected: m.conn !== undefined,
+        backlogBytes: f?.backlogBytes ?? 0,
+        forwarderConnected: f?.connected ?? false,
+        forwardedThrough: f?.ackedThrough ?? 0,
+        replicaCurrentAsOf: f?.receiverCurrentAsOf,
+        lastHeartbeat: m.heartbeat,
+        lastForwardError: f?.lastError,
+      };
+    });
   }
 
   /** The cache of one machine, opened on first use (read it with records()). */
@@ -141,6 +163,7 @@ export class ProcessServer {
           ackedThrough: log.durableSeq,
           disks,
           forwarder: undefined,
+          heartbeat: undefined,
         };
         m.forwarder = this.forwarder(m);
         m.forwarder?.start();
@@ -347,7 +370,15 @@ export class ProcessServer {
         payload: markerPayload(0, mk.kind === 'bookmark' ? mk.tag : undefined),
       });
     }
-    if (f.type === FrameType.Heartbeat) return { written: Promise.resolve() };
+    if (f.type === FrameType.Heartbeat) {
+      // Passed on behind the changes it speaks for (the forwarder waits until it has sent them).
+      const hb = decodeHeartbeat(f.payload);
+      if (hb.throughSeq !== undefined) {
+        m.heartbeat = { time: hb.time, throughSeq: hb.throughSeq, receivedAt: Date.now() };
+        m.forwarder?.offerHeartbeat({ time: hb.time, throughSeq: hb.throughSeq });
+      }
+      return { written: Promise.resolve() };
+    }
     if (f.type === FrameType.Disks) {
       const disks = decodeDisks(f.payload);
       await writeJsonFile(this.disksPath(m.id), disks, { durable: true });

@@ -248,7 +248,14 @@ export interface DiskInfo {
 }
 
 export interface HeartbeatPayload {
+  /** The sender's clock; for a position heartbeat, the source time it speaks for (ms). */
   time: number;
+  /**
+   * Position heartbeat: every change the protected machine made before `time` has a
+   * sequence number <= throughSeq, and the sender has already sent all of them on this
+   * connection. Absent: a plain clock heartbeat (8-byte payload, as version 1 peers send).
+   */
+  throughSeq?: number;
 }
 
 /** Codes carried by error frames. */
@@ -492,19 +499,23 @@ export function decodeError(payload: Buffer): ErrorPayload {
   return { code, message };
 }
 
-// heartbeat: time u64
+// heartbeat: time u64, then throughSeq u64 for a position heartbeat (16 bytes in all)
 export function encodeHeartbeat(h: HeartbeatPayload): Buffer {
   checkU64(h.time, 'heartbeat time');
-  const b = Buffer.alloc(8);
+  if (h.throughSeq !== undefined) checkU64(h.throughSeq, 'heartbeat throughSeq');
+  const b = Buffer.alloc(h.throughSeq === undefined ? 8 : 16);
   b.writeBigUInt64BE(BigInt(h.time), 0);
+  if (h.throughSeq !== undefined) b.writeBigUInt64BE(BigInt(h.throughSeq), 8);
   return b;
 }
 
 export function decodeHeartbeat(payload: Buffer): HeartbeatPayload {
   const r = new Reader(payload, 'heartbeat');
   const time = r.u64('time');
+  if (payload.length === 8) return { time };
+  const throughSeq = r.u64('throughSeq');
   r.done();
-  return { time };
+  return { time, throughSeq };
 }
 
 /** Error messages are cut to fit a u16 string without splitting a UTF-8 sequence. */

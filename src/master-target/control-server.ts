@@ -10,6 +10,7 @@ import { callUnixJson } from '../util/unix-http.js';
 import { exportImage } from './export-image.js';
 import type { MasterTarget } from './master-target.js';
 import { resolvePoint } from './point-spec.js';
+import { describeThinning, thinPoints } from './point-thinning.js';
 import { ViewExport } from './view-export.js';
 
 export function mtSocketPath(dataDir: string): string {
@@ -68,11 +69,21 @@ export async function startMtControlServer(
       const url = new URL(req.url ?? '/', 'http://mt');
       const q = url.searchParams;
       if (req.method === 'GET' && url.pathname === '/points') {
-        const { replica } = machine(q.get('machine'));
+        const machineId = q.get('machine');
+        const { replica } = machine(machineId);
+        const all = replica.recoveryPoints();
+        const everything = q.get('all') === '1' || q.get('all') === 'true';
+        const listed = everything ? all : thinPoints(all, Date.now());
+        const oldestTime = replica.oldestPointTime;
         return send(200, {
           appliedThrough: replica.appliedThrough,
           oldestPoint: replica.oldestPoint,
-          points: replica.recoveryPoints().map((p) => ({ ...p, time: new Date(p.time).toISOString() })),
+          oldestTime: oldestTime === undefined ? null : new Date(oldestTime).toISOString(),
+          retentionHours: mt.retentionWindowMs / 3_600_000,
+          total: all.length,
+          thinned: listed.length < all.length ? describeThinning() : null,
+          problems: mt.replicaHealthProblems(machineId!),
+          points: listed.map((p) => ({ ...p, time: new Date(p.time).toISOString() })),
         });
       }
       if (req.method === 'POST' && url.pathname === '/views') {

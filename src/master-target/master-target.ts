@@ -22,6 +22,8 @@ import {
 } from '../wire/frame.js';
 import { type FrameConnection, type FrameServer, listenFrames } from '../wire/tls-endpoint.js';
 import { Replica, type ReplicaItem } from './replica.js';
+import { DEFAULT_RETENTION_HOURS, RetentionPruner } from './retention.js';
+import type { HealthProblem } from './retention-space.js';
 
 export interface MasterTargetOptions {
   /** Replica disks and their state, one directory per machine. */
@@ -34,6 +36,8 @@ export interface MasterTargetOptions {
   /** This master target's component name (its certificate's). */
   name: string;
   logger: Logger;
+  /** Recovery points are kept this long (default 24); older journal segments are pruned. */
+  retentionHours?: number;
 }
 
 /** Items applied in one batch at most (one journal sync and one replica sync per batch). */
@@ -49,6 +53,7 @@ interface Machine {
 export class MasterTarget {
   private readonly machines = new Map<string, Machine>();
   private server: FrameServer | undefined;
+  private pruner: RetentionPruner | undefined;
 
   private constructor(private readonly opts: MasterTargetOptions) {}
 
@@ -69,7 +74,30 @@ export class MasterTarget {
       acceptRoles: ['process-server'],
       onConnection: (conn) => mt.serve(conn),
     });
+    mt.pruner = new RetentionPruner(
+      () => [...mt.machines].map(([id, m]) => [id, m.replica] as [string, Replica]),
+      { windowMs: mt.retentionWindowMs, logger: opts.logger },
+    );
+    mt.pruner.start();
     return mt;
+  }
+
+  /** How long recovery points are kept. */
+  get retentionWindowMs(): number {
+    return (this.opts.retentionHours ?? DEFAULT_RETENTION_HOURS) * 3_600_000;
+  }
+
+  /** The retention pruner (its timer runs while the master target does). */
+  get retention(): RetentionPruner {
+    return this.pruner!;
+  }
+
+  /**
+   * Named problems of a machine's replica, for its health: retention-volume-full,
+   * undo-journal-corrupt (see Replica.healthProblems).
+   */
+  replicaHealthProblems(machineId: string): HealthProblem[] {
+    return this.machines.get(machineId)?.replica.healthProblems() ?? [];
   }
 
   get port(): number {
@@ -155,6 +183,12 @@ export class MasterTarget {
       return;
     }
     const existing = this.machines.get(machineId);
+    // Paused for lack of retention space: no need to take the backlog again before it fits.
+    const full = await existing?.replica.retentionStillFull();
+    if (full) {
+      conn.close(full.message, WireErrorCode.Internal);
+      return;
+    }
     const applied = existing?.replica.appliedThrough ?? (await this.storedAppliedThrough(machineId));
     await conn.send(
       FrameType.Hello,
@@ -272,6 +306,7 @@ export class MasterTarget {
   }
 
   async close(): Promise<void> {
+    await this.pruner?.stop();
     await this.server?.close();
     for (const m of this.machines.values()) await m.replica.close();
   }

@@ -15,7 +15,12 @@ export interface ViewSource {
 }
 
 export class PointView {
+  /** When the view was opened (ms since the epoch): retention closes views held too long. */
+  readonly openedAt = Date.now();
   private closed = false;
+  /** Why the view was closed by someone other than its user (retention), if it was. */
+  closeReason: string | undefined;
+  private readonly closeListeners: ((reason: string | undefined) => void)[] = [];
 
   constructor(
     /** The recovery point: a seq. */
@@ -23,9 +28,23 @@ export class PointView {
     private readonly src: ViewSource,
   ) {}
 
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  /** Calls fn once the view closes (at once if it is closed), with the reason if one was given. */
+  onClose(fn: (reason: string | undefined) => void): void {
+    if (this.closed) fn(this.closeReason);
+    else this.closeListeners.push(fn);
+  }
+
   /** The bytes [offset, offset+length) of a disk as they were at the view's point. */
   async read(disk: number, offset: number, length: number): Promise<Buffer> {
-    if (this.closed) throw new Error(`view of point ${this.point} is closed`);
+    if (this.closed) {
+      throw new Error(
+        `view of point ${this.point} is closed${this.closeReason ? `: ${this.closeReason}` : ''}`,
+      );
+    }
     const size = this.src.diskSize(disk);
     if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0) {
       throw new Error(`invalid read range [${offset}, +${length}) of disk ${disk}`);
@@ -48,12 +67,21 @@ export class PointView {
       if (image === null) buf.fill(0, from - offset, to - offset);
       else image.copy(buf, from - offset, from - e.offset, to - e.offset);
     }
+    // Closed meanwhile (retention): what it needed may have been pruned under this read.
+    if (this.closed) {
+      throw new Error(
+        `view of point ${this.point} is closed${this.closeReason ? `: ${this.closeReason}` : ''}`,
+      );
+    }
     return buf;
   }
 
-  close(): void {
+  /** Closes the view; it no longer holds back pruning. A reason says why it was closed for its user. */
+  close(reason?: string): void {
     if (this.closed) return;
     this.closed = true;
+    this.closeReason = reason;
     this.src.release(this);
+    for (const fn of this.closeListeners.splice(0)) fn(reason);
   }
 }

@@ -10,6 +10,13 @@ import { BlockStore } from '../storage/block-store.js';
 import { readJsonFile, writeJsonFile } from '../util/json-file.js';
 import { type JournalRecord, JournalRecordType, MAX_JOURNAL_PAYLOAD } from './journal-record.js';
 import { PointView, type ViewSource } from './point-view.js';
+import {
+  freeBytes,
+  type HealthProblem,
+  type RetentionFull,
+  RetentionFullError,
+  retentionFullProblem,
+} from './retention-space.js';
 import { type JournalEntry, markerKind, UndoJournal } from './undo-journal.js';
 
 export type ChangeType = 'write' | 'zero' | 'trim';
@@ -93,12 +100,15 @@ export class Replica {
   private pruneFloor = 0;
   private closed = false;
   private readonly source: ViewSource;
+  /** Set while the retention volume is too full for the next batch (replication paused). */
+  private full: RetentionFull | undefined;
 
   private constructor(
     private readonly statePath: string,
     state: ReplicaState,
     private readonly stores: Map<number, BlockStore>,
     readonly journal: UndoJournal,
+    private readonly logger: Logger | undefined,
   ) {
     this.state = state;
     this.source = {
@@ -127,7 +137,7 @@ export class Replica {
         durableThrough: state.appliedThrough,
         logger: opts.logger,
       });
-      return new Replica(statePath, state, stores, journal);
+      return new Replica(statePath, state, stores, journal, opts.logger);
     } catch (e) {
       for (const s of stores.values()) await s.close();
       throw e;
@@ -144,6 +154,16 @@ export class Replica {
     const first = this.journal.firstSeq;
     const applied = this.state.appliedThrough;
     return first === undefined ? applied : Math.min(first - 1, applied);
+  }
+
+  /**
+   * Source time of the oldest retained record: any moment from then on can be chosen
+   * as a point (undefined while nothing is applied).
+   */
+  get oldestPointTime(): number | undefined {
+    const first = this.journal.firstSeq;
+    if (first !== undefined) return this.journal.entry(first)?.time;
+    return this.state.appliedThrough > 0 ? this.state.appliedTime : undefined;
   }
 
   get diskIds(): number[] {
@@ -188,13 +208,68 @@ export class Replica {
     // The replica may or may not hold these already; writing them again is idempotent.
     for (const it of redo) await this.writeReplica(it, touched);
     // Before-images durable first (one sync for the batch), indexed, then the replica.
-    await this.journal.append(this.beforeImages(fresh));
+    await this.appendBeforeImages(fresh);
     for (const it of fresh) await this.writeReplica(it, touched);
     for (const disk of touched) await this.store(disk).sync();
     const state = { appliedThrough: last.seq, appliedTime: last.time };
     await writeJsonFile(this.statePath, state, { durable: true });
     this.state = state;
     return { applied: fresh.length, redone: redo.length, skipped, appliedThrough: last.seq };
+  }
+
+  /**
+   * Journals the before-images of new items. A full retention volume pauses replication:
+   * the batch is refused whole (the journal cuts back what it wrote), and the error names
+   * the directory and its free bytes; the sender keeps the batch and retries.
+   */
+  private async appendBeforeImages(fresh: ReplicaItem[]): Promise<void> {
+    if (fresh.length === 0) return;
+    try {
+      await this.journal.append(this.beforeImages(fresh));
+    } catch (e) {
+      if (!(e instanceof RetentionFullError)) throw e;
+      const first = this.full === undefined;
+      this.full = {
+        dir: e.dir,
+        since: this.full?.since ?? Date.now(),
+        freeBytes: await freeBytes(e.dir).catch(() => 0),
+        neededBytes: e.neededBytes,
+        cause: (e.cause as Error).message,
+      };
+      const problem = retentionFullProblem(this.full);
+      if (first) this.logger?.error({ code: problem.code, dir: e.dir }, problem.message);
+      throw new Error(problem.message, { cause: e });
+    }
+    if (this.full) {
+      this.logger?.info(
+        { dir: this.full.dir, pausedMs: Date.now() - this.full.since },
+        'retention volume has room again: replication resumes',
+      );
+      this.full = undefined;
+    }
+  }
+
+  /** The named problem while the retention volume is too full for the next batch. */
+  get retentionProblem(): HealthProblem | undefined {
+    return this.full && retentionFullProblem(this.full);
+  }
+
+  /** Every named problem of this replica now (empty when healthy). */
+  healthProblems(): HealthProblem[] {
+    const out: HealthProblem[] = [];
+    if (this.full) out.push(retentionFullProblem(this.full));
+    return out;
+  }
+
+  /**
+   * While paused for space: the problem if the volume still lacks the room the refused
+   * batch needed (a sender need not send it again yet), undefined once it may fit.
+   */
+  async retentionStillFull(): Promise<HealthProblem | undefined> {
+    const f = this.full;
+    if (!f) return undefined;
+    f.freeBytes = await freeBytes(f.dir).catch(() => 0);
+    return f.freeBytes < f.neededBytes ? retentionFullProblem(f) : undefined;
   }
 
   /** Validates the whole batch before anything is done, and sorts its items by what they need. */
@@ -400,11 +475,20 @@ export class Replica {
     });
   }
 
-  /** Retention by age: keeps every point from time cutoffMs on viewable. */
+  /**
+   * Retention by age: keeps every moment from cutoffMs on choosable. The point p at the
+   * cutoff stays viewable, and its own record stays too, so that pointAtTime still finds
+   * p (or a later point) for every moment from the cutoff on.
+   */
   async pruneOlderThan(cutoffMs: number): Promise<PruneResult> {
     const p = this.pointAtTime(cutoffMs);
     if (p === undefined) return { segments: 0, bytes: 0, oldestPoint: this.oldestPoint };
-    return this.pruneBefore(p + 1);
+    return this.pruneBefore(p);
+  }
+
+  /** Views open now (each holds back pruning of what it needs). */
+  openViews(): PointView[] {
+    return [...this.views];
   }
 
   /** Waits for the batch in progress, closes views, disks and the journal. */

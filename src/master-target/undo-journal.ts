@@ -20,6 +20,7 @@ import {
   type JournalRecord,
   JournalRecordType,
 } from './journal-record.js';
+import { RetentionFullError } from './retention-space.js';
 
 export const DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024;
 /** Index granularity: a read looks only at the records listed in the regions it touches. */
@@ -229,7 +230,7 @@ export class UndoJournal {
       try {
         await fn();
       } catch (e) {
-        throw appendError(this.dir, e);
+        throw appendError(this.dir, e, Math.max(pos - start, JOURNAL_HEADER_SIZE));
       }
     };
     try {
@@ -529,15 +530,10 @@ function entryOf(r: JournalRecord, flags: number, segment: JournalSegment, fileO
   };
 }
 
-function appendError(dir: string, e: unknown): Error {
+function appendError(dir: string, e: unknown, neededBytes: number): Error {
   const code = (e as NodeJS.ErrnoException).code;
-  const msg = (e as Error).message;
-  if (code === 'ENOSPC' || code === 'EDQUOT') {
-    return new Error(`retention volume full: cannot append to the undo journal in ${dir}: ${msg}`, {
-      cause: e,
-    });
-  }
-  return new Error(`undo journal append failed in ${dir}: ${msg}`, { cause: e });
+  if (code === 'ENOSPC' || code === 'EDQUOT') return new RetentionFullError(dir, neededBytes, e);
+  return new Error(`undo journal append failed in ${dir}: ${(e as Error).message}`, { cause: e });
 }
 
 /**

@@ -10,6 +10,7 @@ import { callUnixJson } from '../util/unix-http.js';
 import { exportImage } from './export-image.js';
 import type { MasterTarget } from './master-target.js';
 import { resolvePoint } from './point-spec.js';
+import type { PointView } from './point-view.js';
 import { describeThinning, thinPoints } from './point-thinning.js';
 import { ViewExport } from './view-export.js';
 
@@ -91,13 +92,16 @@ export async function startMtControlServer(
         const { replica, disks } = machine(machineId);
         const point = pointOf(q.get('point'), replica);
         const exports: ViewExport[] = [];
+        const pointViews: PointView[] = [];
         try {
           for (const d of disks) {
+            const view = replica.openView(point);
+            pointViews.push(view);
             exports.push(
               await ViewExport.open({
                 name: d.name,
                 replica,
-                view: replica.openView(point),
+                view,
                 disk: d.id,
                 replicaPath: mt.diskPath(machineId, d.id),
                 description: `${machineId} disk ${d.name} at point ${point}`,
@@ -106,6 +110,7 @@ export async function startMtControlServer(
           }
         } catch (e) {
           for (const x of exports) await x.close();
+          for (const pv of pointViews) pv.close();
           throw e;
         }
         const nbd = new NbdServer(
@@ -125,6 +130,16 @@ export async function startMtControlServer(
           url: `nbd://127.0.0.1:${addr.port}`,
         };
         views.set(v.id, v);
+        // Retention may close a view held too long: its NBD server goes with it.
+        for (const pv of pointViews) {
+          pv.onClose((reason) => {
+            if (reason === undefined || views.get(v.id) !== v) return;
+            views.delete(v.id);
+            logger.warn({ view: v.id, machineId, point, reason }, `view ${v.id} closed`);
+            void v.server.close();
+            for (const x of v.exports) void x.close();
+          });
+        }
         return send(201, { id: v.id, point, url: v.url, exports: exports.map((x) => x.name) });
       }
       const closeMatch = /^\/views\/(\d+)$/.exec(url.pathname);

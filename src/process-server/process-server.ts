@@ -24,7 +24,7 @@ import {
   isValidMachineId,
   WireErrorCode,
 } from '../wire/frame.js';
-import { LogStreamer } from '../wire/log-streamer.js';
+import { LogStreamer, type StreamerStatus } from '../wire/log-streamer.js';
 import { connectFrames, type FrameConnection, type FrameServer, listenFrames } from '../wire/tls-endpoint.js';
 
 export interface ProcessServerOptions {
@@ -61,6 +61,8 @@ export interface MachineStatus {
   ackedThrough: number;
   cacheBytes: number;
   connected: boolean;
+  /** The forwarding to the master target (its lastError says why it is not moving). */
+  forwarder?: StreamerStatus;
 }
 
 export class ProcessServer {
@@ -101,6 +103,7 @@ export class ProcessServer {
       ackedThrough: m.ackedThrough,
       cacheBytes: m.log.bytes,
       connected: m.conn !== undefined,
+      forwarder: m.forwarder?.status(),
     }));
   }
 

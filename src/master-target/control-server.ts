@@ -10,8 +10,9 @@ import { callUnixJson } from '../util/unix-http.js';
 import { exportImage } from './export-image.js';
 import type { MasterTarget } from './master-target.js';
 import { resolvePoint } from './point-spec.js';
-import type { PointView } from './point-view.js';
 import { describeThinning, thinPoints } from './point-thinning.js';
+import type { PointView } from './point-view.js';
+import type { Replica } from './replica.js';
 import { ViewExport } from './view-export.js';
 
 export function mtSocketPath(dataDir: string): string {
@@ -60,6 +61,14 @@ export async function startMtControlServer(
       throw new HttpError(400, (e as Error).message);
     }
   };
+  // Damage in the journal refuses the view before anything is served (never wrong bytes).
+  const checkPoint = async (replica: Replica, point: number) => {
+    try {
+      await replica.checkPoint(point);
+    } catch (e) {
+      throw new HttpError(422, (e as Error).message);
+    }
+  };
 
   const server = createServer(async (req, res) => {
     const send = (code: number, body: unknown) => {
@@ -91,6 +100,7 @@ export async function startMtControlServer(
         const machineId = q.get('machine')!;
         const { replica, disks } = machine(machineId);
         const point = pointOf(q.get('point'), replica);
+        await checkPoint(replica, point);
         const exports: ViewExport[] = [];
         const pointViews: PointView[] = [];
         try {
@@ -174,6 +184,7 @@ export async function startMtControlServer(
           );
         const out = q.get('out');
         if (!out) throw new HttpError(400, 'query parameter out is required');
+        await checkPoint(replica, point);
         const view = replica.openView(point);
         try {
           const r = await exportImage(view, disk.id, disk.size, out);

@@ -1,6 +1,7 @@
 // A read-only view of a protected machine's disks as they were at recovery point P
 // (the state after every change with seq <= P and none after): the replica's bytes,
 // overlaid for each byte with the before-image of the smallest seq > P that changed it.
+import { ByteRanges } from './byte-ranges.js';
 import type { UndoJournal } from './undo-journal.js';
 
 /** What a view reads from; implemented by Replica. */
@@ -59,13 +60,22 @@ export class PointView {
     await this.src.readReplica(disk, buf, offset);
     const end = offset + length;
     const overlays = this.src.journal.overlapping(disk, offset, length, this.point);
-    // Highest seq first, so for each byte the smallest seq > point is applied last and wins.
-    for (const e of overlays) {
+    // Lowest seq first: for each byte the smallest seq > point wins, and a record whose
+    // bytes are all settled by lower seqs is not read at all (so damage in a record this
+    // point does not need never fails the read).
+    const settled = new ByteRanges();
+    for (let i = overlays.length - 1; i >= 0; i--) {
+      const e = overlays[i]!;
       const from = Math.max(e.offset, offset);
       const to = Math.min(e.offset + e.length, end);
+      const gaps = settled.gaps(from, to);
+      if (gaps.length === 0) continue;
       const image = await this.src.journal.readBeforeImage(e);
-      if (image === null) buf.fill(0, from - offset, to - offset);
-      else image.copy(buf, from - offset, from - e.offset, to - e.offset);
+      for (const [a, b] of gaps) {
+        if (image === null) buf.fill(0, a - offset, b - offset);
+        else image.copy(buf, a - offset, a - e.offset, b - e.offset);
+      }
+      settled.add(from, to);
     }
     // Closed meanwhile (retention): what it needed may have been pruned under this read.
     if (this.closed) {

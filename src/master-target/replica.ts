@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { BlockStore } from '../storage/block-store.js';
 import { readJsonFile, writeJsonFile } from '../util/json-file.js';
+import { describeDamage } from './journal-damage.js';
 import { type JournalRecord, JournalRecordType, MAX_JOURNAL_PAYLOAD } from './journal-record.js';
 import { PointView, type ViewSource } from './point-view.js';
 import {
@@ -87,6 +88,8 @@ interface ReplicaState {
 }
 
 export const STATE_FILE = 'replica-state.json';
+/** Health problem code: the undo journal holds records that fail their checksums. */
+export const JOURNAL_CORRUPT = 'undo-journal-corrupt';
 /** Before-images are taken and journaled in chunks of at most this size (bounds memory). */
 export const CHUNK_BYTES = 16 * 1024 * 1024;
 const MAX_U32 = 0xffffffff;
@@ -258,6 +261,15 @@ export class Replica {
   healthProblems(): HealthProblem[] {
     const out: HealthProblem[] = [];
     if (this.full) out.push(retentionFullProblem(this.full));
+    const damage = this.journal.damage;
+    if (damage.length) {
+      const first = describeDamage(damage[0]!);
+      const more = damage.length > 1 ? ` (and ${damage.length - 1} more damaged records)` : '';
+      out.push({
+        code: JOURNAL_CORRUPT,
+        message: `${first}${more}: views of points that need it are refused; points after it are not affected`,
+      });
+    }
     return out;
   }
 
@@ -431,9 +443,23 @@ export class Replica {
     }
     const oldest = Math.max(this.oldestPoint, this.pruneFloor);
     if (p < oldest) throw new Error(`recovery point ${p} is older than the oldest retained point ${oldest}`);
+    const damage = this.journal.damageFor(p);
+    if (damage) throw new Error(damage);
     const view = new PointView(p, this.source);
     this.views.add(view);
     return view;
+  }
+
+  /**
+   * Checks, before a view of point P is opened, every journal record it may read (once
+   * per segment): a view that would need a corrupt before-image is refused here, with
+   * the file, offset and seq, instead of failing in the middle of a read.
+   */
+  async checkPoint(point: number | 'latest'): Promise<void> {
+    const p = point === 'latest' ? this.state.appliedThrough : point;
+    await this.journal.verifyAfter(p);
+    const damage = this.journal.damageFor(p);
+    if (damage) throw new Error(damage);
   }
 
   /** Markers (flushes and bookmarks) that can still be viewed, oldest first. */

@@ -125,6 +125,30 @@ describe('a flipped byte in the undo journal', { timeout: 180_000 }, () => {
       },
     ]);
 
+    // The operator's listing says it too, and which times can be chosen.
+    const text = await runCli(['master-target', 'points', '--data-dir', mtData, '--machine', machine]);
+    assert.equal(text.code, 0, text.stderr);
+    const lines = text.stdout.split('\n');
+    assert.match(lines[0]!, /^applied through seq \d+; points from seq 0 on are viewable$/);
+    assert.match(
+      lines[1]!,
+      /^any time from \S+Z on can be chosen with --point <ISO time> \(retention 24 h\)$/,
+    );
+    assert.equal(lines[2], `problem undo-journal-corrupt: ${listed.problems[0].message}`);
+    assert.ok(lines.some((l) => / app +b1$/.test(l)));
+    const all = await runCli([
+      'master-target',
+      'points',
+      '--json',
+      '--all',
+      '--data-dir',
+      mtData,
+      '--machine',
+      machine,
+    ]);
+    assert.deepEqual(JSON.parse(all.stdout).points, listed.points, 'all recent: nothing thinned');
+    assert.equal(listed.thinned, null);
+
     // Replication goes on after the restart.
     const b3 = await generation(0, 'b3');
     await until('b3 at the master target', async () => (await points())?.appliedThrough >= b3.seq);

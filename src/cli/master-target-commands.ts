@@ -4,6 +4,7 @@ import type { Command } from 'commander';
 import { callMasterTarget, startMtControlServer } from '../master-target/control-server.js';
 import { MasterTarget } from '../master-target/master-target.js';
 import type { MachineStatusJson } from '../master-target/replication-status.js';
+import { DEFAULT_RETENTION_HOURS, parseRetentionHours } from '../master-target/retention.js';
 import { formatMachineStatus } from '../master-target/status-text.js';
 import { startMasterTargetObservability } from '../metrics/observability.js';
 import { loadTlsMaterial } from '../pki/ca.js';
@@ -28,10 +29,16 @@ export function registerMasterTargetCommands(program: Command): void {
     .option('--listen <host:port>', 'where process servers connect', '127.0.0.1:9860')
     .option('--metrics-listen <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics')
     .option('--rpo-alert <seconds>', 'a machine whose RPO is above this has a health problem', '900')
+    .option(
+      '--retention-hours <hours>',
+      'keep recovery points this long; older undo-journal segments are pruned',
+      String(DEFAULT_RETENTION_HOURS),
+    )
     .action(async (o) => {
       const listen = parseHostPort(o.listen);
       const metricsListen = o.metricsListen ? parseHostPort(o.metricsListen) : undefined;
       const rpoAlertSeconds = parseSeconds(o.rpoAlert, '--rpo-alert');
+      const retentionHours = parseRetentionHours(o.retentionHours);
       const logger = createLogger();
       const material = await loadTlsMaterial(o.tlsDir, { role: 'master-target', name: o.name });
       const server = await MasterTarget.start({
@@ -43,6 +50,7 @@ export function registerMasterTargetCommands(program: Command): void {
         name: o.name,
         logger,
         statusRules: { rpoAlertSeconds },
+        retentionHours,
       });
       const control = await startMtControlServer(server, o.dataDir, logger);
       const observability = await startMasterTargetObservability(server, logger, metricsListen);
@@ -74,14 +82,26 @@ export function registerMasterTargetCommands(program: Command): void {
     .description('recovery points of a machine (crash-consistent flushes, app-consistent bookmarks)')
     .requiredOption('--data-dir <dir>', 'the running master target’s data dir')
     .requiredOption('--machine <id>', 'the protected machine’s id')
+    .option('--all', 'list every point (by default older points are thinned out)')
     .option('--json', 'machine-readable output')
     .action(async (o) => {
-      const r = await call(o.dataDir, 'GET', `/points?machine=${encodeURIComponent(o.machine)}`, 200);
+      const q = `machine=${encodeURIComponent(o.machine)}${o.all ? '&all=1' : ''}`;
+      const r = await call(o.dataDir, 'GET', `/points?${q}`, 200);
       if (o.json) return console.log(JSON.stringify(r, null, 2));
       const points = r.points as { seq: number; time: string; kind: string; tag: string }[];
       console.log(
         `applied through seq ${r.appliedThrough}; points from seq ${r.oldestPoint} on are viewable`,
       );
+      if (r.oldestTime) {
+        console.log(
+          `any time from ${r.oldestTime} on can be chosen with --point <ISO time> (retention ${r.retentionHours} h)`,
+        );
+      }
+      for (const p of r.problems as { code: string; message: string }[])
+        console.log(`problem ${p.code}: ${p.message}`);
+      if (r.thinned) {
+        console.log(`${points.length} of ${r.total} points shown (${r.thinned}); --all lists every point`);
+      }
       for (const p of points)
         console.log(`${String(p.seq).padStart(10)}  ${p.time}  ${p.kind.padEnd(5)}  ${p.tag}`);
     });

@@ -11,6 +11,9 @@ import { callUnixJson } from '../util/unix-http.js';
 import { exportImage } from './export-image.js';
 import type { MasterTarget } from './master-target.js';
 import { resolvePoint } from './point-spec.js';
+import { describeThinning, thinPoints } from './point-thinning.js';
+import type { PointView } from './point-view.js';
+import type { Replica } from './replica.js';
 import { statusJson } from './replication-status.js';
 import { ViewExport } from './view-export.js';
 
@@ -60,6 +63,14 @@ export async function startMtControlServer(
       throw new HttpError(400, (e as Error).message);
     }
   };
+  // Damage in the journal refuses the view before anything is served (never wrong bytes).
+  const checkPoint = async (replica: Replica, point: number) => {
+    try {
+      await replica.checkPoint(point);
+    } catch (e) {
+      throw new HttpError(422, (e as Error).message);
+    }
+  };
 
   const server = createServer(async (req, res) => {
     const send = (code: number, body: unknown) => {
@@ -75,25 +86,39 @@ export async function startMtControlServer(
         return send(200, { machines: mt.status(id ?? undefined).map(statusJson) });
       }
       if (req.method === 'GET' && url.pathname === '/points') {
-        const { replica } = machine(q.get('machine'));
+        const machineId = q.get('machine');
+        const { replica } = machine(machineId);
+        const all = replica.recoveryPoints();
+        const everything = q.get('all') === '1' || q.get('all') === 'true';
+        const listed = everything ? all : thinPoints(all, Date.now());
+        const oldestTime = replica.oldestPointTime;
         return send(200, {
           appliedThrough: replica.appliedThrough,
           oldestPoint: replica.oldestPoint,
-          points: replica.recoveryPoints().map((p) => ({ ...p, time: new Date(p.time).toISOString() })),
+          oldestTime: oldestTime === undefined ? null : new Date(oldestTime).toISOString(),
+          retentionHours: mt.retentionWindowMs / 3_600_000,
+          total: all.length,
+          thinned: listed.length < all.length ? describeThinning() : null,
+          problems: mt.replicaHealthProblems(machineId!),
+          points: listed.map((p) => ({ ...p, time: new Date(p.time).toISOString() })),
         });
       }
       if (req.method === 'POST' && url.pathname === '/views') {
         const machineId = q.get('machine')!;
         const { replica, disks } = machine(machineId);
         const point = pointOf(q.get('point'), replica);
+        await checkPoint(replica, point);
         const exports: ViewExport[] = [];
+        const pointViews: PointView[] = [];
         try {
           for (const d of disks) {
+            const view = replica.openView(point);
+            pointViews.push(view);
             exports.push(
               await ViewExport.open({
                 name: d.name,
                 replica,
-                view: replica.openView(point),
+                view,
                 disk: d.id,
                 replicaPath: mt.diskPath(machineId, d.id),
                 description: `${machineId} disk ${d.name} at point ${point}`,
@@ -102,6 +127,7 @@ export async function startMtControlServer(
           }
         } catch (e) {
           for (const x of exports) await x.close();
+          for (const pv of pointViews) pv.close();
           throw e;
         }
         const nbd = new NbdServer(
@@ -121,6 +147,16 @@ export async function startMtControlServer(
           url: `nbd://127.0.0.1:${addr.port}`,
         };
         views.set(v.id, v);
+        // Retention may close a view held too long: its NBD server goes with it.
+        for (const pv of pointViews) {
+          pv.onClose((reason) => {
+            if (reason === undefined || views.get(v.id) !== v) return;
+            views.delete(v.id);
+            logger.warn({ view: v.id, machineId, point, reason }, `view ${v.id} closed`);
+            void v.server.close();
+            for (const x of v.exports) void x.close();
+          });
+        }
         return send(201, { id: v.id, point, url: v.url, exports: exports.map((x) => x.name) });
       }
       const closeMatch = /^\/views\/(\d+)$/.exec(url.pathname);
@@ -155,6 +191,7 @@ export async function startMtControlServer(
           );
         const out = q.get('out');
         if (!out) throw new HttpError(400, 'query parameter out is required');
+        await checkPoint(replica, point);
         const view = replica.openView(point);
         try {
           const r = await exportImage(view, disk.id, disk.size, out);

@@ -33,6 +33,8 @@ import {
   machineStatus,
   type StatusRules,
 } from './replication-status.js';
+import { DEFAULT_RETENTION_HOURS, RetentionPruner } from './retention.js';
+import type { HealthProblem } from './retention-space.js';
 
 export interface MasterTargetOptions {
   /** Replica disks and their state, one directory per machine. */
@@ -47,6 +49,8 @@ export interface MasterTargetOptions {
   logger: Logger;
   /** When a machine's RPO or stream counts as a health problem (defaults: 900 s, 30 s). */
   statusRules?: Partial<StatusRules>;
+  /** Recovery points are kept this long (default 24); older journal segments are pruned. */
+  retentionHours?: number;
 }
 
 /** Items applied in one batch at most (one journal sync and one replica sync per batch). */
@@ -68,6 +72,7 @@ export class MasterTarget {
   private server: FrameServer | undefined;
   /** Checks other parts add (retention volume, resync...): their problems join each machine's health. */
   readonly health = new HealthChecks();
+  private pruner: RetentionPruner | undefined;
 
   private constructor(private readonly opts: MasterTargetOptions) {}
 
@@ -88,7 +93,30 @@ export class MasterTarget {
       acceptRoles: ['process-server'],
       onConnection: (conn) => mt.serve(conn),
     });
+    mt.pruner = new RetentionPruner(
+      () => [...mt.machines].map(([id, m]) => [id, m.replica] as [string, Replica]),
+      { windowMs: mt.retentionWindowMs, logger: opts.logger },
+    );
+    mt.pruner.start();
     return mt;
+  }
+
+  /** How long recovery points are kept. */
+  get retentionWindowMs(): number {
+    return (this.opts.retentionHours ?? DEFAULT_RETENTION_HOURS) * 3_600_000;
+  }
+
+  /** The retention pruner (its timer runs while the master target does). */
+  get retention(): RetentionPruner {
+    return this.pruner!;
+  }
+
+  /**
+   * Named problems of a machine's replica, for its health: retention-volume-full,
+   * undo-journal-corrupt (see Replica.healthProblems).
+   */
+  replicaHealthProblems(machineId: string): HealthProblem[] {
+    return this.machines.get(machineId)?.replica.healthProblems() ?? [];
   }
 
   get port(): number {
@@ -145,7 +173,10 @@ export class MasterTarget {
     const out: MachineStatus[] = [];
     for (const id of ids) {
       const s = this.snapshot(id);
-      if (s) out.push(machineStatus(s, now, rules, this.health.run(id)));
+      if (s) {
+        const extra = [...this.replicaHealthProblems(id), ...this.health.run(id)];
+        out.push(machineStatus(s, now, rules, extra));
+      }
     }
     return out;
   }
@@ -229,6 +260,12 @@ export class MasterTarget {
       return;
     }
     const existing = this.machines.get(machineId);
+    // Paused for lack of retention space: no need to take the backlog again before it fits.
+    const full = await existing?.replica.retentionStillFull();
+    if (full) {
+      conn.close(full.message, WireErrorCode.Internal);
+      return;
+    }
     const applied = existing?.replica.appliedThrough ?? (await this.storedAppliedThrough(machineId));
     await conn.send(
       FrameType.Hello,
@@ -378,6 +415,7 @@ export class MasterTarget {
   }
 
   async close(): Promise<void> {
+    await this.pruner?.stop();
     await this.server?.close();
     for (const m of this.machines.values()) await m.replica.close();
   }

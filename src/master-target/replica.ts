@@ -11,8 +11,16 @@ import { readBlockHashes } from '../resync/read-hashes.js';
 import { BlockStore } from '../storage/block-store.js';
 import { readJsonFile, writeJsonFile } from '../util/json-file.js';
 import type { BlockHash } from '../wire/frame.js';
+import { describeDamage } from './journal-damage.js';
 import { type JournalRecord, JournalRecordType, MAX_JOURNAL_PAYLOAD } from './journal-record.js';
 import { PointView, type ViewSource } from './point-view.js';
+import {
+  freeBytes,
+  type HealthProblem,
+  type RetentionFull,
+  RetentionFullError,
+  retentionFullProblem,
+} from './retention-space.js';
 import { type JournalEntry, markerKind, UndoJournal } from './undo-journal.js';
 
 export type ChangeType = 'write' | 'zero' | 'trim';
@@ -94,6 +102,8 @@ interface ReplicaState {
 }
 
 export const STATE_FILE = 'replica-state.json';
+/** Health problem code: the undo journal holds records that fail their checksums. */
+export const JOURNAL_CORRUPT = 'undo-journal-corrupt';
 /** Before-images are taken and journaled in chunks of at most this size (bounds memory). */
 export const CHUNK_BYTES = 16 * 1024 * 1024;
 const MAX_U32 = 0xffffffff;
@@ -107,12 +117,15 @@ export class Replica {
   private pruneFloor = 0;
   private closed = false;
   private readonly source: ViewSource;
+  /** Set while the retention volume is too full for the next batch (replication paused). */
+  private full: RetentionFull | undefined;
 
   private constructor(
     private readonly statePath: string,
     state: ReplicaState,
     private readonly stores: Map<number, BlockStore>,
     readonly journal: UndoJournal,
+    private readonly logger: Logger | undefined,
   ) {
     this.state = state;
     this.source = {
@@ -145,7 +158,7 @@ export class Replica {
         durableThrough: state.appliedThrough,
         logger: opts.logger,
       });
-      return new Replica(statePath, state, stores, journal);
+      return new Replica(statePath, state, stores, journal, opts.logger);
     } catch (e) {
       for (const s of stores.values()) await s.close();
       throw e;
@@ -167,6 +180,16 @@ export class Replica {
     const first = this.journal.firstSeq;
     const applied = this.state.appliedThrough;
     return first === undefined ? applied : Math.min(first - 1, applied);
+  }
+
+  /**
+   * Source time of the oldest retained record: any moment from then on can be chosen
+   * as a point (undefined while nothing is applied).
+   */
+  get oldestPointTime(): number | undefined {
+    const first = this.journal.firstSeq;
+    if (first !== undefined) return this.journal.entry(first)?.time;
+    return this.state.appliedThrough > 0 ? this.state.appliedTime : undefined;
   }
 
   get diskIds(): number[] {
@@ -211,7 +234,7 @@ export class Replica {
     // The replica may or may not hold these already; writing them again is idempotent.
     for (const it of redo) await this.writeReplica(it, touched);
     // Before-images durable first (one sync for the batch), indexed, then the replica.
-    await this.journal.append(this.beforeImages(fresh));
+    await this.appendBeforeImages(fresh);
     for (const it of fresh) await this.writeReplica(it, touched);
     for (const disk of touched) await this.store(disk).sync();
     const state: ReplicaState = {
@@ -236,6 +259,59 @@ export class Replica {
       const open = out.at(-1)?.[1] === null ? out.at(-1) : undefined;
       if (it.tag === RESYNC_START_TAG && !open) out.push([it.seq, null]);
       else if (it.tag === RESYNC_END_TAG && open) open[1] = it.seq;
+    }
+    return out;
+  }
+
+  /**
+   * Journals the before-images of new items. A full retention volume pauses replication:
+   * the batch is refused whole (the journal cuts back what it wrote), and the error names
+   * the directory and its free bytes; the sender keeps the batch and retries.
+   */
+  private async appendBeforeImages(fresh: ReplicaItem[]): Promise<void> {
+    if (fresh.length === 0) return;
+    try {
+      await this.journal.append(this.beforeImages(fresh));
+    } catch (e) {
+      if (!(e instanceof RetentionFullError)) throw e;
+      const first = this.full === undefined;
+      this.full = {
+        dir: e.dir,
+        since: this.full?.since ?? Date.now(),
+        freeBytes: await freeBytes(e.dir).catch(() => 0),
+        neededBytes: e.neededBytes,
+        cause: (e.cause as Error).message,
+      };
+      const problem = retentionFullProblem(this.full);
+      if (first) this.logger?.error({ code: problem.code, dir: e.dir }, problem.message);
+      throw new Error(problem.message, { cause: e });
+    }
+    if (this.full) {
+      this.logger?.info(
+        { dir: this.full.dir, pausedMs: Date.now() - this.full.since },
+        'retention volume has room again: replication resumes',
+      );
+      this.full = undefined;
+    }
+  }
+
+  /** The named problem while the retention volume is too full for the next batch. */
+  get retentionProblem(): HealthProblem | undefined {
+    return this.full && retentionFullProblem(this.full);
+  }
+
+  /** Every named problem of this replica now (empty when healthy). */
+  healthProblems(): HealthProblem[] {
+    const out: HealthProblem[] = [];
+    if (this.full) out.push(retentionFullProblem(this.full));
+    const damage = this.journal.damage;
+    if (damage.length) {
+      const first = describeDamage(damage[0]!);
+      const more = damage.length > 1 ? ` (and ${damage.length - 1} more damaged records)` : '';
+      out.push({
+        code: JOURNAL_CORRUPT,
+        message: `${first}${more}: views of points that need it are refused; points after it are not affected`,
+      });
     }
     return out;
   }
@@ -284,6 +360,17 @@ export class Replica {
       const blocks = await readBlockHashes(store, offset, blockSize, count);
       return { appliedThrough: this.state.appliedThrough, blocks };
     });
+  }
+
+  /**
+   * While paused for space: the problem if the volume still lacks the room the refused
+   * batch needed (a sender need not send it again yet), undefined once it may fit.
+   */
+  async retentionStillFull(): Promise<HealthProblem | undefined> {
+    const f = this.full;
+    if (!f) return undefined;
+    f.freeBytes = await freeBytes(f.dir).catch(() => 0);
+    return f.freeBytes < f.neededBytes ? retentionFullProblem(f) : undefined;
   }
 
   /** Validates the whole batch before anything is done, and sorts its items by what they need. */
@@ -445,9 +532,23 @@ export class Replica {
     }
     const oldest = Math.max(this.oldestPoint, this.pruneFloor);
     if (p < oldest) throw new Error(`recovery point ${p} is older than the oldest retained point ${oldest}`);
+    const damage = this.journal.damageFor(p);
+    if (damage) throw new Error(damage);
     const view = new PointView(p, this.source);
     this.views.add(view);
     return view;
+  }
+
+  /**
+   * Checks, before a view of point P is opened, every journal record it may read (once
+   * per segment): a view that would need a corrupt before-image is refused here, with
+   * the file, offset and seq, instead of failing in the middle of a read.
+   */
+  async checkPoint(point: number | 'latest'): Promise<void> {
+    const p = point === 'latest' ? this.state.appliedThrough : point;
+    await this.journal.verifyAfter(p);
+    const damage = this.journal.damageFor(p);
+    if (damage) throw new Error(damage);
   }
 
   /** Markers (flushes and bookmarks) that can still be viewed, oldest first. */
@@ -492,11 +593,20 @@ export class Replica {
     });
   }
 
-  /** Retention by age: keeps every point from time cutoffMs on viewable. */
+  /**
+   * Retention by age: keeps every moment from cutoffMs on choosable. The point p at the
+   * cutoff stays viewable, and its own record stays too, so that pointAtTime still finds
+   * p (or a later point) for every moment from the cutoff on.
+   */
   async pruneOlderThan(cutoffMs: number): Promise<PruneResult> {
     const p = this.pointAtTime(cutoffMs);
     if (p === undefined) return { segments: 0, bytes: 0, oldestPoint: this.oldestPoint };
-    return this.pruneBefore(p + 1);
+    return this.pruneBefore(p);
+  }
+
+  /** Views open now (each holds back pruning of what it needs). */
+  openViews(): PointView[] {
+    return [...this.views];
   }
 
   /** Waits for the batch in progress, closes views, disks and the journal. */

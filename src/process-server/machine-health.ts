@@ -28,5 +28,7 @@ export function processServerProblems(
       message: `not forwarding to the master target${s.lastForwardError ? `: ${s.lastForwardError}` : ''}`,
     });
   }
+  // Problems the process server itself found (cache-corrupt).
+  out.push(...(s.problems ?? []));
   return out;
 }

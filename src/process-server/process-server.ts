@@ -6,6 +6,7 @@ import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { ChangeLog } from '../changelog/change-log.js';
+import type { LogCorruptError } from '../changelog/log-corrupt-error.js';
 import { markerPayload, RecordType } from '../changelog/record.js';
 import type { TlsMaterial } from '../pki/ca.js';
 import { readJsonFile, writeJsonFile } from '../util/json-file.js';
@@ -25,7 +26,7 @@ import {
   isValidMachineId,
   WireErrorCode,
 } from '../wire/frame.js';
-import { LogStreamer } from '../wire/log-streamer.js';
+import { LogStreamer, type StreamerStatus } from '../wire/log-streamer.js';
 import { connectFrames, type FrameConnection, type FrameServer, listenFrames } from '../wire/tls-endpoint.js';
 import { relayHashSession } from './hash-relay.js';
 
@@ -41,6 +42,8 @@ function prepend(first: Frame, rest: AsyncIterator<Frame>): AsyncIterator<Frame>
   };
 }
 
+import { AckedWatermark } from './acked-watermark.js';
+
 export interface ProcessServerOptions {
   dataDir: string;
   host: string;
@@ -54,6 +57,9 @@ export interface ProcessServerOptions {
   /** Where to forward each machine's cache; without it the cache only grows. */
   masterTarget?: { host: string; port: number };
 }
+
+/** Per machine, next to its cache: the highest seq acknowledged to its agent. */
+const ACKED_FILE = 'cache-acked.json';
 
 /** Appended but not yet written to the cache file: the stream pauses beyond this. */
 const MAX_PENDING_BYTES = 16 * 1024 * 1024;
@@ -69,7 +75,20 @@ interface MachineCache {
   forwarder: LogStreamer | undefined;
   /** The agent's newest position heartbeat and when it arrived (this host's clock). */
   heartbeat: { time: number; throughSeq: number; receivedAt: number } | undefined;
+  /** What this process server has acknowledged, kept across restarts (see acked-watermark.ts). */
+  acked: AckedWatermark;
+  /** Set when the cache holds corrupt records: the machine's replica needs a resync. */
+  corrupt: { error: LogCorruptError; problem: MachineProblem } | undefined;
 }
+
+/** A named problem of one machine. */
+export interface MachineProblem {
+  code: string;
+  message: string;
+}
+
+/** Problem code: records in this machine's cache fail their checks; never forwarded. */
+export const CACHE_CORRUPT = 'cache-corrupt';
 
 export interface MachineStatus {
   machineId: string;
@@ -87,6 +106,10 @@ export interface MachineStatus {
   /** The agent's newest position heartbeat: its source time and when it arrived here (ms). */
   lastHeartbeat?: { time: number; throughSeq: number; receivedAt: number };
   lastForwardError?: string;
+  /** The forwarding to the master target (its lastError says why it is not moving). */
+  forwarder?: StreamerStatus;
+  /** Named problems (cache-corrupt): empty when healthy. */
+  problems?: MachineProblem[];
 }
 
 export class ProcessServer {
@@ -135,6 +158,8 @@ export class ProcessServer {
         replicaCurrentAsOf: f?.receiverCurrentAsOf,
         lastHeartbeat: m.heartbeat,
         lastForwardError: f?.lastError,
+        forwarder: f,
+        problems: m.corrupt ? [m.corrupt.problem] : [],
       };
     });
   }
@@ -150,13 +175,25 @@ export class ProcessServer {
     let p = this.opening.get(id);
     if (!p) {
       p = (async () => {
+        const acked = await AckedWatermark.open(
+          join(this.opts.dataDir, 'machines', id, ACKED_FILE),
+          this.opts.logger,
+        );
+        let m: MachineCache | undefined;
+        let foundOnOpen: LogCorruptError | undefined;
         const log = await ChangeLog.open(join(this.opts.dataDir, 'machines', id, 'cache'), {
           maxBytes: this.opts.cacheLimitBytes ?? 8 * 1024 ** 3,
           segmentBytes: 64 * 1024 * 1024,
           logger: this.opts.logger,
+          // Acknowledged records were fsynced: a bad one is corruption, never a torn tail.
+          durableThrough: acked.ackedThrough,
+          onCorruption: (e) => {
+            if (m) this.cacheCorrupt(m, e);
+            else foundOnOpen = e;
+          },
         });
         const disks = await readJsonFile<DiskInfo[]>(this.disksPath(id));
-        const m: MachineCache = {
+        m = {
           id,
           log,
           conn: undefined,
@@ -164,7 +201,10 @@ export class ProcessServer {
           disks,
           forwarder: undefined,
           heartbeat: undefined,
+          acked,
+          corrupt: undefined,
         };
+        if (foundOnOpen) this.cacheCorrupt(m, foundOnOpen);
         m.forwarder = this.forwarder(m);
         m.forwarder?.start();
         this.machines.set(id, m);
@@ -174,6 +214,22 @@ export class ProcessServer {
       this.opening.set(id, p);
     }
     return p;
+  }
+
+  /**
+   * Corrupt records in a machine's cache: nothing from there on is ever forwarded (the
+   * forwarder stops at the last good record), and the machine's replica needs a resync.
+   */
+  private cacheCorrupt(m: MachineCache, e: LogCorruptError): void {
+    if (m.corrupt) return;
+    const message =
+      `machine ${m.id} needs a resync: ${e.message}; records after seq ${e.afterSeq} in this cache ` +
+      'cannot be read and are never forwarded, so its replica stops there';
+    m.corrupt = { error: e, problem: { code: CACHE_CORRUPT, message } };
+    this.opts.logger.error(
+      { machineId: m.id, segment: e.path, offset: e.offset, reason: e.reason, afterSeq: e.afterSeq },
+      message,
+    );
   }
 
   private disksPath(machineId: string): string {
@@ -213,6 +269,12 @@ export class ProcessServer {
           throw new Error(
             `master target has machine ${m.id} through seq ${from - 1}, beyond this cache (next ${log.nextSeq})`,
           );
+        }
+        if (m.corrupt && from > m.corrupt.error.afterSeq) {
+          // Everything readable is forwarded: say why there is nothing more (the master
+          // target logs it too), and stop retrying until a restart or a resync.
+          setImmediate(() => void m.forwarder?.stop());
+          throw new Error(m.corrupt.problem.message);
         }
         return from;
       },
@@ -305,6 +367,7 @@ export class ProcessServer {
       const durable = m.log.durableSeq;
       if (durable > m.ackedThrough && m.conn === conn) {
         m.ackedThrough = durable;
+        m.acked.set(durable);
         await conn.send(FrameType.Ack, encodeAck({ seq: durable })).catch(() => undefined);
       }
     };
@@ -409,5 +472,6 @@ export class ProcessServer {
     await this.server?.close();
     for (const m of this.machines.values()) await m.forwarder?.stop();
     for (const m of this.machines.values()) await m.log.close();
+    for (const m of this.machines.values()) await m.acked.close();
   }
 }

@@ -13,6 +13,7 @@ type NewRecordType = RecordType.Write | RecordType.Zero | RecordType.Trim;
 import type { NbdExport } from '../nbd/export.js';
 import { BlockStore } from '../storage/block-store.js';
 import { FileExport } from '../storage/file-export.js';
+import type { AckGate } from './ack-gate.js';
 import {
   type AgentState,
   currentBootId,
@@ -48,6 +49,11 @@ export interface AgentOptions {
   logLimitBytes?: number;
   segmentBytes?: number;
   checkpointIntervalMs?: number;
+}
+
+export interface MarkerOptions {
+  /** Return once durable in the local log, whatever the acknowledgement mode. */
+  localOnly?: boolean;
 }
 
 /** What a change carries besides its range: WRITE data, NO_HOLE, FUA. */
@@ -88,6 +94,8 @@ export class Agent {
   private logFullWarned = false;
   /** Changes between their log append and their disk write: a clean stop waits for them. */
   private readonly inflight = new Set<Promise<void>>();
+  /** The acknowledgement mode: where FLUSH and FUA must be durable (none: the local log). */
+  private ackGate: AckGate | undefined;
 
   private constructor(
     readonly dataDir: string,
@@ -177,6 +185,24 @@ export class Agent {
       'agent started',
     );
     return agent;
+  }
+
+  /** FLUSH and FUA are acknowledged only once the gate agrees (acknowledgement modes). */
+  setAckGate(gate: AckGate): void {
+    this.ackGate = gate;
+  }
+
+  /** Waits until seq may be acknowledged under the acknowledgement mode (durable locally already). */
+  async acknowledged(seq: number | undefined): Promise<void> {
+    const gate = this.ackGate;
+    if (!gate?.remoteMode) return;
+    if (seq === undefined) {
+      gate.degrade(
+        'a flush could not be logged (change log full or failing): acknowledged on local disks only',
+      );
+      return;
+    }
+    await gate.wait(seq);
   }
 
   get machineId(): string {
@@ -351,13 +377,17 @@ export class Agent {
       if (seq !== undefined) this.complete(seq);
       release();
     }
-    if (opts.fua) await this.syncer.request();
+    if (opts.fua) {
+      await this.syncer.request();
+      if (seq !== undefined) await this.acknowledged(seq);
+    }
   }
 
   /** Appends a marker (crash-consistent flush point or named bookmark), then makes everything durable. */
   private async marker(
     type: RecordType.Flush | RecordType.Bookmark,
     tag?: string,
+    opts: MarkerOptions = {},
   ): Promise<number | undefined> {
     let seq: number | undefined;
     const payload = markerPayload(this.watermark, tag);
@@ -380,6 +410,7 @@ export class Agent {
       this.complete(appended.seq);
     }
     await this.syncer.request();
+    if (!opts.localOnly) await this.acknowledged(seq);
     return seq;
   }
 
@@ -402,14 +433,14 @@ export class Agent {
   }
 
   /** NBD FLUSH: every change acknowledged so far, on any disk or connection, becomes durable. */
-  flush(): Promise<number | undefined> {
-    return this.marker(RecordType.Flush);
+  flush(opts?: MarkerOptions): Promise<number | undefined> {
+    return this.marker(RecordType.Flush, undefined, opts);
   }
 
   /** Inserts a named bookmark (an application-consistent point when taken while frozen). */
-  bookmark(tag: string): Promise<number | undefined> {
+  bookmark(tag: string, opts?: MarkerOptions): Promise<number | undefined> {
     if (Buffer.byteLength(tag) > 4096) throw new Error('bookmark tag longer than 4096 bytes');
-    return this.marker(RecordType.Bookmark, tag);
+    return this.marker(RecordType.Bookmark, tag, opts);
   }
 
   /**
@@ -453,6 +484,7 @@ export class Agent {
       trimmedThrough: this.log.trimmedThrough,
       logBytes: this.log.bytes,
       logLimitBytes: this.log.maxBytes,
+      ack: this.ackGate?.status(),
       disks: this.captured.map((d) => ({
         name: d.record.name,
         id: d.record.id,
@@ -468,8 +500,10 @@ export class Agent {
     if (this.closed || this.closing) return;
     this.closing = true;
     // Every change already in its log-then-disk path finishes before the stop is called clean.
+    // The stop makes everything durable locally; nobody waits for a remote acknowledgement now.
+    this.ackGate?.close();
     await Promise.allSettled([...this.inflight]);
-    await this.flush();
+    await this.flush({ localOnly: true });
     clearInterval(this.persistTimer);
     clearInterval(this.checkpointTimer);
     // A checkpoint already running may cover less than the final watermark: repeat.

@@ -25,6 +25,7 @@ import {
   WireErrorCode,
 } from '../wire/frame.js';
 import { LogStreamer } from '../wire/log-streamer.js';
+import { decodeReplicatedRequest, encodeReplicated } from '../wire/replicated-frame.js';
 import { connectFrames, type FrameConnection, type FrameServer, listenFrames } from '../wire/tls-endpoint.js';
 
 export interface ProcessServerOptions {
@@ -53,6 +54,10 @@ interface MachineCache {
   /** The machine's disks, as its agent last described them. */
   disks: DiskInfo[] | undefined;
   forwarder: LogStreamer | undefined;
+  /** Every change <= this is durable at the master target (its acks, or its resume point). */
+  replicatedThrough: number;
+  /** The agent connection that asked to hear replicatedThrough (sync acknowledgement mode). */
+  relayTo: FrameConnection | undefined;
 }
 
 export interface MachineStatus {
@@ -61,6 +66,10 @@ export interface MachineStatus {
   ackedThrough: number;
   cacheBytes: number;
   connected: boolean;
+  /** Highest sequence the master target has acknowledged as durable. */
+  replicatedThrough: number;
+  /** The agent asked for the master target's acks (it runs in sync mode). */
+  relaying: boolean;
 }
 
 export class ProcessServer {
@@ -101,6 +110,8 @@ export class ProcessServer {
       ackedThrough: m.ackedThrough,
       cacheBytes: m.log.bytes,
       connected: m.conn !== undefined,
+      replicatedThrough: m.replicatedThrough,
+      relaying: m.relayTo !== undefined,
     }));
   }
 
@@ -128,6 +139,8 @@ export class ProcessServer {
           ackedThrough: log.durableSeq,
           disks,
           forwarder: undefined,
+          replicatedThrough: 0,
+          relayTo: undefined,
         };
         m.forwarder = this.forwarder(m);
         m.forwarder?.start();
@@ -178,11 +191,41 @@ export class ProcessServer {
             `master target has machine ${m.id} through seq ${from - 1}, beyond this cache (next ${log.nextSeq})`,
           );
         }
+        // The master target's resume point is its durable applied watermark.
+        if (resumeFrom > 0) this.relay(m, resumeFrom - 1);
         return from;
       },
       preamble: async () => [{ type: FrameType.Disks, payload: encodeDisks(m.disks ?? []) }],
-      onAck: (seq) => log.trimThrough(seq),
+      onAck: async (seq) => {
+        this.relay(m, seq);
+        await log.trimThrough(seq);
+      },
     });
+  }
+
+  /** The master target has everything <= seq durably: tell the agent that asked. */
+  private relay(m: MachineCache, seq: number): void {
+    if (seq <= m.replicatedThrough) return;
+    m.replicatedThrough = seq;
+    const to = m.relayTo;
+    if (to && to === m.conn)
+      void to.send(FrameType.Replicated, encodeReplicated({ seq })).catch(() => undefined);
+  }
+
+  /** An agent in sync mode asks for the master target's acks on this connection. */
+  private subscribe(m: MachineCache, conn: FrameConnection, f: Frame): void {
+    decodeReplicatedRequest(f.payload);
+    m.relayTo = conn;
+    if (!this.opts.masterTarget) {
+      this.opts.logger.warn(
+        { machineId: m.id },
+        'process server: an agent in sync mode asks for master-target acks, but this process server forwards to no master target',
+      );
+    }
+    if (m.replicatedThrough > 0)
+      void conn
+        .send(FrameType.Replicated, encodeReplicated({ seq: m.replicatedThrough }))
+        .catch(() => undefined);
   }
 
   private async serveAgent(conn: FrameConnection): Promise<void> {
@@ -207,6 +250,14 @@ export class ProcessServer {
     const m = await this.machine(machineId);
     if (m.conn && m.conn !== conn) m.conn.close('replaced by a newer connection from the same machine');
     m.conn = conn;
+    // resumeFrom says the cache holds everything before it: make that true on disk first
+    // (a previous connection may have ended between an append and its sync).
+    try {
+      await m.log.sync();
+    } catch (e) {
+      conn.close(`cache sync failed: ${(e as Error).message}`, WireErrorCode.Internal);
+      return;
+    }
     // resumeFrom 0: nothing ever received, the agent starts with the oldest change it has.
     const resumeFrom = m.log.nextSeq > 1 || m.log.trimmedThrough > 0 ? m.log.nextSeq : 0;
     await conn.send(
@@ -218,6 +269,7 @@ export class ProcessServer {
       await this.receive(conn, frames, m);
     } finally {
       if (m.conn === conn) m.conn = undefined;
+      if (m.relayTo === conn) m.relayTo = undefined;
     }
   }
 
@@ -245,6 +297,10 @@ export class ProcessServer {
       const f = n.value;
       let appended: { written: Promise<void> };
       try {
+        if (f.type === FrameType.Replicated) {
+          this.subscribe(m, conn, f);
+          continue;
+        }
         appended = await this.append(m, f);
       } catch (e) {
         conn.close(

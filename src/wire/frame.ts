@@ -34,6 +34,8 @@ export enum FrameType {
   Heartbeat = 6,
   /** The protected machine's disks (id, size, name): sent before the first change of a stream. */
   Disks = 7,
+  /** Agent -> process server: relay the master target's acks to me; the reverse: durable there through seq. */
+  Replicated = 10,
 }
 
 const FRAME_TYPE_NAMES: Record<FrameType, string> = {
@@ -44,6 +46,7 @@ const FRAME_TYPE_NAMES: Record<FrameType, string> = {
   [FrameType.Error]: 'error',
   [FrameType.Heartbeat]: 'heartbeat',
   [FrameType.Disks]: 'disks',
+  [FrameType.Replicated]: 'replicated',
 };
 
 export function frameTypeName(type: number): string {

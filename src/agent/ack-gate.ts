@@ -78,6 +78,7 @@ export class AckGate {
    * already durable in the local log) may be acknowledged under this mode.
    */
   wait(seq: number): Promise<void> {
+    this.opts.logger.debug({ seq, remoteDurableThrough: this.remote }, 'ack gate: wait');
     if (!this.remoteMode || this.closed || seq <= this.remote) return Promise.resolve();
     if (this.degraded) {
       this.owed = Math.max(this.owed, seq);
@@ -96,6 +97,7 @@ export class AckGate {
 
   /** The remote place confirms everything <= seq durable. */
   remoteDurable(seq: number): void {
+    this.opts.logger.debug({ seq, remoteDurableThrough: this.remote }, 'ack gate: remote durable');
     if (seq <= this.remote) return;
     this.remote = seq;
     if (this.waiters.some((w) => w.seq <= seq)) {

@@ -277,9 +277,12 @@ export class ProcessServer {
     const pending: { written: Promise<void>; bytes: number }[] = [];
     let pendingBytes = 0;
     let ackScheduled = false;
+    /** The newest append: the sync must cover it, or a burst's last frame would wait for the next burst. */
+    let lastWritten: Promise<void> = Promise.resolve();
     const ack = async () => {
       ackScheduled = false;
       try {
+        await lastWritten;
         await m.log.sync();
       } catch (e) {
         conn.close(`cache sync failed: ${(e as Error).message}`, WireErrorCode.Internal);
@@ -310,6 +313,7 @@ export class ProcessServer {
         return;
       }
       pending.push({ written: appended.written, bytes: f.payload.length });
+      lastWritten = appended.written;
       pendingBytes += f.payload.length;
       // Bounded memory: the cache's append queue holds the payloads until they are written.
       while (pendingBytes > MAX_PENDING_BYTES || pending.length > 4096) {

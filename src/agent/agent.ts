@@ -25,6 +25,7 @@ import {
   saveStateAsync,
 } from './agent-state.js';
 import { CaptureExport } from './capture-export.js';
+import type { Congestion } from './congestion.js';
 import { type DataDirLock, lockDataDir } from './data-dir-lock.js';
 import { RangeLock } from './range-lock.js';
 import { redoLogTail } from './redo.js';
@@ -96,6 +97,8 @@ export class Agent {
   private readonly inflight = new Set<Promise<void>>();
   /** The acknowledgement mode: where FLUSH and FUA must be durable (none: the local log). */
   private ackGate: AckGate | undefined;
+  /** What a change does when the log is full (none: pull ahead at once). */
+  private congestion: Congestion | undefined;
 
   private constructor(
     readonly dataDir: string,
@@ -190,6 +193,11 @@ export class Agent {
   /** FLUSH and FUA are acknowledged only once the gate agrees (acknowledgement modes). */
   setAckGate(gate: AckGate): void {
     this.ackGate = gate;
+  }
+
+  /** A full log blocks writers, or pulls ahead into the dirty bitmap (the default). */
+  setCongestion(c: Congestion): void {
+    this.congestion = c;
   }
 
   /** Waits until seq may be acknowledged under the acknowledgement mode (durable locally already). */
@@ -307,7 +315,11 @@ export class Agent {
     flags: number,
     payload: Buffer,
   ): Promise<number | undefined> {
-    if (this.log.hasRoom(payload.length)) {
+    const hasRoom = () => this.log.hasRoom(payload.length);
+    let room = hasRoom();
+    if (room) this.congestion?.noteRoom();
+    else if (this.congestion) room = await this.congestion.waitForRoom(hasRoom);
+    if (room) {
       const { seq, written } = this.log.append({
         type,
         flags,
@@ -325,6 +337,7 @@ export class Agent {
       }
     }
     this.unloggedSinceSync = true;
+    this.congestion?.notePulledAhead();
     if (!this.logFullWarned) {
       this.logFullWarned = true;
       this.logger.warn(
@@ -485,6 +498,7 @@ export class Agent {
       logBytes: this.log.bytes,
       logLimitBytes: this.log.maxBytes,
       ack: this.ackGate?.status(),
+      congestion: this.congestion?.status(),
       disks: this.captured.map((d) => ({
         name: d.record.name,
         id: d.record.id,

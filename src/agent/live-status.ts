@@ -2,11 +2,13 @@
 // (its control socket's /status), for `rebound agent log`.
 import type { AckGateStatus } from './ack-gate.js';
 import type { AppPointsStatus } from './app-points.js';
+import type { CongestionStatus } from './congestion.js';
 import { callAgent } from './control-server.js';
 
 export interface LiveStatus {
   ack?: AckGateStatus;
   appConsistent?: AppPointsStatus;
+  congestion?: CongestionStatus;
 }
 
 /** The running agent's status, or undefined when none answers on the data dir's socket. */
@@ -16,7 +18,8 @@ export async function fetchLiveStatus(dataDir: string): Promise<LiveStatus | und
     if (r.status !== 200) return undefined;
     return {
       ack: r.body.ack as AckGateStatus | undefined,
-      appConsistent: r.body.appConsistent as AppPointsStatus,
+      appConsistent: r.body.appConsistent as AppPointsStatus | undefined,
+      congestion: r.body.congestion as CongestionStatus | undefined,
     };
   } catch {
     return undefined;
@@ -42,6 +45,18 @@ export function formatLiveStatus(s: LiveStatus): string {
           `; ${a.waiting} waiting; timeout ${a.timeoutSeconds} s; degraded ${a.degradations} times`,
       );
     }
+  }
+  const c = s.congestion;
+  if (c) {
+    const state =
+      c.state === 'blocking'
+        ? `blocking: ${c.blockedNow} changes wait for room in the log`
+        : c.state === 'pulled-ahead'
+          ? `pulled ahead: ${c.pulledAhead} changes went to the dirty bitmap (resync required)`
+          : 'none';
+    lines.push(
+      `congestion policy ${c.policy}${c.policy === 'block' ? ` (at most ${c.blockTimeoutSeconds} s)` : ''}: ${state}`,
+    );
   }
   const p = s.appConsistent;
   if (p) {

@@ -5,6 +5,7 @@ import { AckGate } from '../agent/ack-gate.js';
 import { Agent } from '../agent/agent.js';
 import { loadState } from '../agent/agent-state.js';
 import { AppPoints } from '../agent/app-points.js';
+import { Congestion } from '../agent/congestion.js';
 import { callAgent, startControlServer } from '../agent/control-server.js';
 import { fetchLiveStatus, formatLiveStatus } from '../agent/live-status.js';
 import { formatSummary, summarizeDataDir } from '../agent/log-summary.js';
@@ -18,7 +19,7 @@ import { sparseCopy } from '../storage/sparse-copy.js';
 import { createLogger } from '../util/logger.js';
 import { parseSize } from '../util/size.js';
 import { collect, parseDiskSpec, parseHostPort, parseSeconds, parseSeq } from './parse.js';
-import { parseAckMode, parseAppConsistentMinutes } from './parse-policy.js';
+import { parseAckMode, parseAppConsistentMinutes, parseCongestionPolicy } from './parse-policy.js';
 
 export function registerAgentCommands(program: Command): void {
   const agent = program
@@ -50,8 +51,13 @@ export function registerAgentCommands(program: Command): void {
     )
     .option(
       '--ack-timeout <seconds>',
-      'how long a FLUSH waits for the remote before degrading to async',
+      'how long a FLUSH waits for the remote before degrading to async (and a blocked writer for log room)',
       '10',
+    )
+    .option(
+      '--on-congestion <policy>',
+      'when the log is full: pull-ahead (into the dirty bitmap) or block (wait for room up to --ack-timeout)',
+      'pull-ahead',
     )
     .option('--app-consistent-minutes <n>', 'minutes between app-consistent points (0 = off, max 720)', '60')
     .option(
@@ -73,6 +79,7 @@ export function registerAgentCommands(program: Command): void {
       if (ackMode !== 'async' && !ps)
         throw new Error(`--ack-mode ${ackMode} needs --process-server: acknowledgements come from there`);
       const ackTimeoutMs = parseSeconds(o.ackTimeout, '--ack-timeout') * 1000;
+      const congestion = parseCongestionPolicy(o.onCongestion);
       const appMinutes = parseAppConsistentMinutes(o.appConsistentMinutes);
       if (!o.freezeScript !== !o.thawScript)
         throw new Error('--freeze-script and --thaw-script go together: a freeze must always be undone');
@@ -89,6 +96,7 @@ export function registerAgentCommands(program: Command): void {
       });
       const ackGate = new AckGate({ mode: ackMode, timeoutMs: ackTimeoutMs, logger });
       a.setAckGate(ackGate);
+      a.setCongestion(new Congestion(congestion, ackTimeoutMs, logger));
       const appPoints = new AppPoints(a, {
         hooks: o.freezeScript
           ? { freeze: o.freezeScript, thaw: o.thawScript, timeoutMs: hookTimeoutMs }

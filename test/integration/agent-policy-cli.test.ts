@@ -41,6 +41,11 @@ describe('agent policy options', { timeout: 60_000 }, () => {
       "--ack-timeout '0' is not a number of seconds between 0 and 86400",
     ],
     [
+      'an unknown congestion policy',
+      serve('--on-congestion', 'drop'),
+      "--on-congestion 'drop' is not one of pull-ahead, block",
+    ],
+    [
       'app points too rare',
       serve('--app-consistent-minutes', '721'),
       "--app-consistent-minutes '721' is not a number of minutes from 0 (off) to 720",

@@ -1,7 +1,11 @@
-// The agent's policy options: acknowledgement mode and app-consistent frequency.
+// The agent's policy options: acknowledgement mode, congestion, app-consistent frequency.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { parseAckMode, parseAppConsistentMinutes } from '../../src/cli/parse-policy.js';
+import {
+  parseAckMode,
+  parseAppConsistentMinutes,
+  parseCongestionPolicy,
+} from '../../src/cli/parse-policy.js';
 
 describe('policy options', () => {
   test('--ack-mode', () => {
@@ -12,6 +16,14 @@ describe('policy options', () => {
       message: "--ack-mode 'SYNC' is not one of async, process-server, sync",
     });
     assert.throws(() => parseAckMode(''), /is not one of/);
+  });
+
+  test('--on-congestion', () => {
+    assert.equal(parseCongestionPolicy('block'), 'block');
+    assert.equal(parseCongestionPolicy('pull-ahead'), 'pull-ahead');
+    assert.throws(() => parseCongestionPolicy('drop'), {
+      message: "--on-congestion 'drop' is not one of pull-ahead, block",
+    });
   });
 
   test('--app-consistent-minutes', () => {

@@ -3,6 +3,8 @@
 // points); then always run the thaw hook, whatever the freeze did. A freeze that fails
 // gives no app point: its reason is logged and a crash-consistent flush is taken instead.
 // Taken at the policy's frequency and on request (`rebound agent app-point`).
+import { existsSync, unlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Agent } from './agent.js';
 import { runHook } from './hook-runner.js';
@@ -75,8 +77,30 @@ export class AppPoints {
     private readonly opts: AppPointsOptions,
   ) {}
 
-  /** Schedules points at the interval (if hooks are configured and the interval is not 0). */
-  start(): void {
+  /** Exists from just before a freeze until its thaw has run: a thaw the agent owes. */
+  private get freezingPath(): string {
+    return join(this.agent.dataDir, 'app-point.freezing');
+  }
+
+  /**
+   * Schedules points at the interval (if hooks are configured and the interval is not 0),
+   * after running the thaw a killed agent may have left undone.
+   */
+  async start(): Promise<void> {
+    if (existsSync(this.freezingPath)) {
+      const thaw = this.opts.hooks
+        ? await runHook('thaw', this.opts.hooks.thaw, this.opts.hooks.timeoutMs, {
+            REBOUND_DATA_DIR: this.agent.dataDir,
+          })
+        : { ok: false as const, reason: 'no --thaw-script given' };
+      if (thaw.ok) this.opts.logger.warn('the agent stopped during a freeze: ran the thaw hook now');
+      else
+        this.opts.logger.error(
+          { reason: thaw.reason },
+          'the agent stopped during a freeze and the thaw failed: the workload may still be frozen',
+        );
+      unlinkSync(this.freezingPath);
+    }
     if (this.opts.intervalMs > 0 && this.opts.hooks) this.schedule();
     else if (this.opts.intervalMs > 0)
       this.opts.logger.info('app-consistent points are off: no --freeze-script/--thaw-script given');
@@ -118,6 +142,7 @@ export class AppPoints {
     const logger = opts.logger;
     const env = { REBOUND_DATA_DIR: agent.dataDir, REBOUND_TAG: tag };
     const frozeAt = Date.now();
+    writeFileSync(this.freezingPath, `${tag}\n`);
     const freeze = await runHook('freeze', hooks.freeze, hooks.timeoutMs, env);
     let seq: number | undefined;
     let time = new Date().toISOString();
@@ -136,6 +161,7 @@ export class AppPoints {
       inWindowError = `the bookmark failed: ${(e as Error).message}`;
     } finally {
       const thaw = await runHook('thaw', hooks.thaw, hooks.timeoutMs, env);
+      unlinkSync(this.freezingPath);
       if (!thaw.ok) {
         thawError = thaw.reason;
         logger.error({ reason: thaw.reason, tag }, 'thaw hook failed: the workload may still be frozen');

@@ -121,7 +121,7 @@ export function registerAgentCommands(program: Command): void {
           : undefined;
       shipper?.start();
       const control = await startControlServer(a, { appPoints });
-      appPoints.start();
+      await appPoints.start();
       let stopping = false;
       const stop = async (signal: string) => {
         if (stopping) return;

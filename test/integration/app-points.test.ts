@@ -269,6 +269,41 @@ describe('app-consistent points', { timeout: 600_000 }, () => {
     assertEveryFreezeThawed(hookLines(hooks));
   });
 
+  test('an agent killed during a freeze runs the thaw when it starts again', async () => {
+    const dataDir = join(dir, 'agent-killed');
+    const hooks = join(dir, 'killed-hooks.log');
+    const pidFile = join(dir, 'freeze.pid');
+    const args = [
+      '--data-dir',
+      dataDir,
+      '--disk',
+      `d=${sparseImage(join(dir, 'killed.img'), MiB)}`,
+      '--app-consistent-minutes',
+      '0',
+      '--freeze-script',
+      `echo freeze-start >> ${hooks}; echo $$ > ${pidFile}; exec sleep 60`,
+      '--thaw-script',
+      `echo thaw >> ${hooks}`,
+    ];
+    let agent = await startAgent(args);
+    agents.push(agent);
+    const request = runCli(['agent', 'app-point', '--data-dir', dataDir]);
+    await waitFor(
+      'the freeze to start',
+      () => existsSync(pidFile) && readFileSync(pidFile, 'utf8').includes('\n'),
+    );
+    await agent.kill();
+    process.kill(Number(readFileSync(pidFile, 'utf8')), 'SIGKILL'); // the orphaned freeze script
+    assert.equal((await request).code, 1);
+    assert.deepEqual(hookLines(hooks), ['freeze-start']);
+    agent = await startAgent(args);
+    agents.push(agent);
+    assert.deepEqual(hookLines(hooks), ['freeze-start', 'thaw']);
+    assert.match(agent.stderr(), /the agent stopped during a freeze: ran the thaw hook now/);
+    assert.ok(!existsSync(join(dataDir, 'app-point.freezing')));
+    assert.equal(await agent.stop(), 0);
+  });
+
   test('an agent without hooks takes no app point and says why', async () => {
     const dataDir = join(dir, 'agent-nohooks');
     const agent = await startAgent([

@@ -56,7 +56,9 @@ export class Shipper {
           );
         }
         // The process server syncs its cache before its hello: everything before resumeFrom is durable there.
-        if (ackGate?.mode === 'process-server' && resumeFrom > 0) ackGate.remoteDurable(resumeFrom - 1);
+        // (Not when it claims more than this log holds: that is refused below.)
+        if (ackGate?.mode === 'process-server' && resumeFrom > 0 && resumeFrom <= log.nextSeq)
+          ackGate.remoteDurable(resumeFrom - 1);
         const from = resumeFrom === 0 ? log.trimmedThrough + 1 : resumeFrom;
         if (from > log.nextSeq) {
           throw new Error(

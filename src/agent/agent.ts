@@ -14,6 +14,7 @@ type NewRecordType = RecordType.Write | RecordType.Zero | RecordType.Trim;
 import type { NbdExport } from '../nbd/export.js';
 import { BlockStore } from '../storage/block-store.js';
 import { FileExport } from '../storage/file-export.js';
+import type { AckGate } from './ack-gate.js';
 import {
   type AgentState,
   currentBootId,
@@ -25,6 +26,7 @@ import {
   saveStateAsync,
 } from './agent-state.js';
 import { CaptureExport } from './capture-export.js';
+import type { Congestion } from './congestion.js';
 import { type DataDirLock, lockDataDir } from './data-dir-lock.js';
 import { RangeLock } from './range-lock.js';
 import { redoLogTail } from './redo.js';
@@ -49,6 +51,11 @@ export interface AgentOptions {
   logLimitBytes?: number;
   segmentBytes?: number;
   checkpointIntervalMs?: number;
+}
+
+export interface MarkerOptions {
+  /** Return once durable in the local log, whatever the acknowledgement mode. */
+  localOnly?: boolean;
 }
 
 /** What a change carries besides its range: WRITE data, NO_HOLE, FUA. */
@@ -100,6 +107,10 @@ export class Agent {
   resyncWake: (() => void) | undefined;
   /** What replicates this agent (shipper, resync): its state for status(). */
   replicationStatus: (() => unknown) | undefined;
+  /** The acknowledgement mode: where FLUSH and FUA must be durable (none: the local log). */
+  private ackGate: AckGate | undefined;
+  /** What a change does when the log is full (none: pull ahead at once). */
+  private congestion: Congestion | undefined;
 
   private constructor(
     readonly dataDir: string,
@@ -192,6 +203,29 @@ export class Agent {
       'agent started',
     );
     return agent;
+  }
+
+  /** FLUSH and FUA are acknowledged only once the gate agrees (acknowledgement modes). */
+  setAckGate(gate: AckGate): void {
+    this.ackGate = gate;
+  }
+
+  /** A full log blocks writers, or pulls ahead into the dirty bitmap (the default). */
+  setCongestion(c: Congestion): void {
+    this.congestion = c;
+  }
+
+  /** Waits until seq may be acknowledged under the acknowledgement mode (durable locally already). */
+  async acknowledged(seq: number | undefined): Promise<void> {
+    const gate = this.ackGate;
+    if (!gate?.remoteMode) return;
+    if (seq === undefined) {
+      gate.degrade(
+        'a flush could not be logged (change log full or failing): acknowledged on local disks only',
+      );
+      return;
+    }
+    await gate.wait(seq);
   }
 
   get machineId(): string {
@@ -296,7 +330,11 @@ export class Agent {
     flags: number,
     payload: Buffer,
   ): Promise<number | undefined> {
-    if (this.log.hasRoom(payload.length)) {
+    const hasRoom = () => this.log.hasRoom(payload.length);
+    let room = hasRoom();
+    if (room) this.congestion?.noteRoom();
+    else if (this.congestion) room = await this.congestion.waitForRoom(hasRoom);
+    if (room) {
       const { seq, written } = this.log.append({
         type,
         flags,
@@ -314,6 +352,7 @@ export class Agent {
       }
     }
     this.unloggedSinceSync = true;
+    this.congestion?.notePulledAhead();
     if (!this.logFullWarned) {
       this.logFullWarned = true;
       this.logger.warn(
@@ -374,13 +413,17 @@ export class Agent {
       if (seq !== undefined) this.complete(seq);
       release();
     }
-    if (opts.fua) await this.syncer.request();
+    if (opts.fua) {
+      await this.syncer.request();
+      if (seq !== undefined) await this.acknowledged(seq);
+    }
   }
 
   /** Appends a marker (crash-consistent flush point or named bookmark), then makes everything durable. */
   private async marker(
     type: RecordType.Flush | RecordType.Bookmark,
     tag?: string,
+    opts: MarkerOptions = {},
   ): Promise<number | undefined> {
     let seq: number | undefined;
     const payload = markerPayload(this.watermark, tag);
@@ -403,6 +446,7 @@ export class Agent {
       this.complete(appended.seq);
     }
     await this.syncer.request();
+    if (!opts.localOnly) await this.acknowledged(seq);
     return seq;
   }
 
@@ -464,21 +508,22 @@ export class Agent {
   }
 
   /** NBD FLUSH: every change acknowledged so far, on any disk or connection, becomes durable. */
-  flush(): Promise<number | undefined> {
-    return this.marker(RecordType.Flush);
+  flush(opts?: MarkerOptions): Promise<number | undefined> {
+    return this.marker(RecordType.Flush, undefined, opts);
   }
 
   /** Inserts a named bookmark (an application-consistent point when taken while frozen). */
-  bookmark(tag: string): Promise<number | undefined> {
+  bookmark(tag: string, opts?: MarkerOptions): Promise<number | undefined> {
     if (Buffer.byteLength(tag) > 4096) throw new Error('bookmark tag longer than 4096 bytes');
     if (isSystemTag(tag)) throw new Error(`bookmark tags starting with '${SYSTEM_TAG_PREFIX}' are reserved`);
-    return this.marker(RecordType.Bookmark, tag);
+    return this.marker(RecordType.Bookmark, tag, opts);
   }
 
-  /** A marker with a reserved tag (resync start and end), made durable like a flush. */
+  /** A marker with a reserved tag (resync start and end), made durable in the local log. */
   systemMarker(tag: string): Promise<number | undefined> {
     if (!isSystemTag(tag)) throw new Error(`'${tag}' is not a reserved tag`);
-    return this.marker(RecordType.Bookmark, tag);
+    // No client waits for it: durable in the local log is enough, whatever the ack mode.
+    return this.marker(RecordType.Bookmark, tag, { localOnly: true });
   }
 
   /**
@@ -555,6 +600,8 @@ export class Agent {
       trimmedThrough: this.log.trimmedThrough,
       logBytes: this.log.bytes,
       logLimitBytes: this.log.maxBytes,
+      ack: this.ackGate?.status(),
+      congestion: this.congestion?.status(),
       disks: this.captured.map((d) => ({
         name: d.record.name,
         id: d.record.id,
@@ -571,8 +618,10 @@ export class Agent {
     if (this.closed || this.closing) return;
     this.closing = true;
     // Every change already in its log-then-disk path finishes before the stop is called clean.
+    // The stop makes everything durable locally; nobody waits for a remote acknowledgement now.
+    this.ackGate?.close();
     await Promise.allSettled([...this.inflight]);
-    await this.flush();
+    await this.flush({ localOnly: true });
     clearInterval(this.persistTimer);
     clearInterval(this.checkpointTimer);
     // A checkpoint already running may cover less than the final watermark: repeat.

@@ -167,7 +167,7 @@ export class Resync {
       return;
     }
     await agent.systemMarker(RESYNC_END_TAG);
-    await agent.flush();
+    await agent.flush({ localOnly: true });
     this.s.passes++;
     this.s.state = 'idle';
     this.s.percent = 100;
@@ -213,8 +213,13 @@ export class Resync {
     const { agent } = this.opts;
     const { disk } = chunk;
     const end = chunk.offset + chunk.length;
-    for (let at = chunk.offset; at < end; at += STEP_BYTES) {
-      const length = Math.min(STEP_BYTES, end - at);
+    // A step's records must fit in the log with room to spare, however small its limit.
+    const stepBytes = Math.max(
+      RESYNC_BLOCK,
+      Math.min(STEP_BYTES, Math.floor(agent.log.maxBytes / 4 / RESYNC_BLOCK) * RESYNC_BLOCK),
+    );
+    for (let at = chunk.offset; at < end; at += stepBytes) {
+      const length = Math.min(stepBytes, end - at);
       const first = (at - chunk.offset) / RESYNC_BLOCK;
       const remote = answer.blocks.slice(first, first + Math.ceil(length / RESYNC_BLOCK));
       await this.waitForLogRoom(length);
@@ -226,7 +231,7 @@ export class Resync {
           const block = buf?.subarray(b, b + RESYNC_BLOCK);
           local.push(block ? hashBlock(block) : { zero: true });
         }
-        for (const c of planResync(at, RESYNC_BLOCK, disk.store.size, local, remote)) {
+        for (const c of planResync(at, RESYNC_BLOCK, disk.store.size, local, remote, stepBytes)) {
           const data =
             c.kind === 'write' ? buf!.subarray(c.offset - at, c.offset - at + c.length) : undefined;
           if (!(await agent.logResyncChange(disk, c.kind, c.offset, c.length, data))) {

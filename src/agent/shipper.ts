@@ -5,9 +5,11 @@
 // the master target behind those changes, so an idle machine's RPO stays small.
 import type { Logger } from 'pino';
 import type { TlsMaterial } from '../pki/ca.js';
-import { encodeDisks, FrameType } from '../wire/frame.js';
+import { encodeDisks, type Frame, FrameType } from '../wire/frame.js';
 import { LogStreamer, type StreamerStatus } from '../wire/log-streamer.js';
+import { decodeReplicated, encodeReplicatedRequest } from '../wire/replicated-frame.js';
 import { connectFrames } from '../wire/tls-endpoint.js';
+import type { AckGate } from './ack-gate.js';
 import type { Agent } from './agent.js';
 import { Resync, type ResyncStatus } from './resync.js';
 
@@ -21,17 +23,26 @@ export interface ShipperOptions {
   logger: Logger;
   /** How often a position heartbeat is offered (default 1000 ms). */
   heartbeatMs?: number;
+  /** Told what the process server (or, in sync mode, the master target) has made durable. */
+  ackGate?: AckGate;
 }
+
+/** How a process server too old to relay master-target acks refuses the request. */
+const NO_RELAY = /(unknown|unexpected) frame type 10\b/;
 
 export class Shipper {
   private readonly streamer: LogStreamer;
   readonly resync: Resync;
   private heartbeatTimer: NodeJS.Timeout | undefined;
   private resyncWarned = false;
+  /** The process server refused the `replicated` request: stop asking. */
+  private relayUnsupported = false;
 
   constructor(private readonly opts: ShipperOptions) {
-    const { agent, logger } = opts;
+    const { agent, logger, ackGate } = opts;
     const log = agent.log;
+    const sync = ackGate?.mode === 'sync';
+    if (ackGate) ackGate.remoteProblem = () => this.remoteProblem(sync);
     const connect = () =>
       connectFrames({
         host: opts.host,
@@ -50,6 +61,16 @@ export class Shipper {
       connect,
       hello: { resumeFrom: 0, role: 'agent', name: opts.name, machineId: agent.machineId },
       resume: async (resumeFrom) => {
+        if (sync && !this.relayUnsupported && NO_RELAY.test(this.streamer.status().lastError ?? '')) {
+          this.relayUnsupported = true;
+          ackGate?.degrade(
+            'the process server does not relay master-target acknowledgements (an older version): sync mode cannot be honoured',
+          );
+        }
+        // The process server syncs its cache before its hello: everything before resumeFrom is durable there.
+        // (Not when it claims more than this log holds: that is refused below.)
+        if (ackGate?.mode === 'process-server' && resumeFrom > 0 && resumeFrom <= log.nextSeq)
+          ackGate.remoteDurable(resumeFrom - 1);
         const from = resumeFrom === 0 ? log.trimmedThrough + 1 : resumeFrom;
         if (from > log.nextSeq) {
           throw new Error(
@@ -69,12 +90,39 @@ export class Shipper {
         }
         return from;
       },
-      preamble: async () => [{ type: FrameType.Disks, payload: encodeDisks(agent.diskInfo()) }],
+      preamble: async () => [
+        { type: FrameType.Disks, payload: encodeDisks(agent.diskInfo()) },
+        ...(sync && !this.relayUnsupported
+          ? [{ type: FrameType.Replicated, payload: encodeReplicatedRequest() }]
+          : []),
+      ],
       onAck: async (seq) => {
+        if (ackGate?.mode === 'process-server') ackGate.remoteDurable(seq);
         await agent.trimLog(seq);
       },
+      onFrame: async (f) => this.onFrame(f, ackGate),
       makeDurable: () => agent.syncLog(),
     });
+  }
+
+  /** A relayed master-target ack (sync mode). */
+  private async onFrame(f: Frame, ackGate: AckGate | undefined): Promise<void> {
+    if (f.type !== FrameType.Replicated || ackGate?.mode !== 'sync') {
+      throw new Error(`unexpected frame type ${f.type} from the process server`);
+    }
+    const { seq } = decodeReplicated(f.payload);
+    const sent = this.streamer.status().sentThrough;
+    if (seq > sent) throw new Error(`replicated seq ${seq} is beyond what was sent (${sent})`);
+    ackGate.remoteDurable(seq);
+  }
+
+  private remoteProblem(sync: boolean): string | undefined {
+    const s = this.streamer.status();
+    if (!s.connected) return `process server not connected${s.lastError ? `: ${s.lastError}` : ''}`;
+    if (sync && this.relayUnsupported)
+      return 'the process server cannot relay master-target acknowledgements';
+    if (sync) return 'the process server is connected; the master target has not confirmed';
+    return undefined;
   }
 
   start(): void {

@@ -27,6 +27,7 @@ import {
   WireErrorCode,
 } from '../wire/frame.js';
 import { LogStreamer, type StreamerStatus } from '../wire/log-streamer.js';
+import { decodeReplicatedRequest, encodeReplicated } from '../wire/replicated-frame.js';
 import { connectFrames, type FrameConnection, type FrameServer, listenFrames } from '../wire/tls-endpoint.js';
 import { relayHashSession } from './hash-relay.js';
 
@@ -79,6 +80,10 @@ interface MachineCache {
   acked: AckedWatermark;
   /** Set when the cache holds corrupt records: the machine's replica needs a resync. */
   corrupt: { error: LogCorruptError; problem: MachineProblem } | undefined;
+  /** Every change <= this is durable at the master target (its acks, or its resume point). */
+  replicatedThrough: number;
+  /** The agent connection that asked to hear replicatedThrough (sync acknowledgement mode). */
+  relayTo: FrameConnection | undefined;
 }
 
 /** A named problem of one machine. */
@@ -110,6 +115,10 @@ export interface MachineStatus {
   forwarder?: StreamerStatus;
   /** Named problems (cache-corrupt): empty when healthy. */
   problems?: MachineProblem[];
+  /** Highest sequence the master target has acknowledged as durable. */
+  replicatedThrough: number;
+  /** The agent asked for the master target's acks (it runs in sync mode). */
+  relaying: boolean;
 }
 
 export class ProcessServer {
@@ -160,6 +169,8 @@ export class ProcessServer {
         lastForwardError: f?.lastError,
         forwarder: f,
         problems: m.corrupt ? [m.corrupt.problem] : [],
+        replicatedThrough: m.replicatedThrough,
+        relaying: m.relayTo !== undefined,
       };
     });
   }
@@ -203,6 +214,8 @@ export class ProcessServer {
           heartbeat: undefined,
           acked,
           corrupt: undefined,
+          replicatedThrough: 0,
+          relayTo: undefined,
         };
         if (foundOnOpen) this.cacheCorrupt(m, foundOnOpen);
         m.forwarder = this.forwarder(m);
@@ -276,11 +289,41 @@ export class ProcessServer {
           setImmediate(() => void m.forwarder?.stop());
           throw new Error(m.corrupt.problem.message);
         }
+        // The master target's resume point is its durable applied watermark.
+        if (resumeFrom > 0) this.relay(m, resumeFrom - 1);
         return from;
       },
       preamble: async () => [{ type: FrameType.Disks, payload: encodeDisks(m.disks ?? []) }],
-      onAck: (seq) => log.trimThrough(seq),
+      onAck: async (seq) => {
+        this.relay(m, seq);
+        await log.trimThrough(seq);
+      },
     });
+  }
+
+  /** The master target has everything <= seq durably: tell the agent that asked. */
+  private relay(m: MachineCache, seq: number): void {
+    if (seq <= m.replicatedThrough) return;
+    m.replicatedThrough = seq;
+    const to = m.relayTo;
+    if (to && to === m.conn)
+      void to.send(FrameType.Replicated, encodeReplicated({ seq })).catch(() => undefined);
+  }
+
+  /** An agent in sync mode asks for the master target's acks on this connection. */
+  private subscribe(m: MachineCache, conn: FrameConnection, f: Frame): void {
+    decodeReplicatedRequest(f.payload);
+    m.relayTo = conn;
+    if (!this.opts.masterTarget) {
+      this.opts.logger.warn(
+        { machineId: m.id },
+        'process server: an agent in sync mode asks for master-target acks, but this process server forwards to no master target',
+      );
+    }
+    if (m.replicatedThrough > 0)
+      void conn
+        .send(FrameType.Replicated, encodeReplicated({ seq: m.replicatedThrough }))
+        .catch(() => undefined);
   }
 
   private async serveAgent(conn: FrameConnection): Promise<void> {
@@ -303,6 +346,14 @@ export class ProcessServer {
       return;
     }
     const m = await this.machine(machineId);
+    // resumeFrom says the cache holds everything before it: make that true on disk first
+    // (a previous connection may have ended between an append and its sync).
+    try {
+      await m.log.sync();
+    } catch (e) {
+      conn.close(`cache sync failed: ${(e as Error).message}`, WireErrorCode.Internal);
+      return;
+    }
     // resumeFrom 0: nothing ever received, the agent starts with the oldest change it has.
     const resumeFrom = m.log.nextSeq > 1 || m.log.trimmedThrough > 0 ? m.log.nextSeq : 0;
     await conn.send(
@@ -332,6 +383,7 @@ export class ProcessServer {
       await this.receive(conn, prepend(second.value, frames), m);
     } finally {
       if (m.conn === conn) m.conn = undefined;
+      if (m.relayTo === conn) m.relayTo = undefined;
     }
   }
 
@@ -377,6 +429,10 @@ export class ProcessServer {
       const f = n.value;
       let appended: { written: Promise<void> };
       try {
+        if (f.type === FrameType.Replicated) {
+          this.subscribe(m, conn, f);
+          continue;
+        }
         appended = await this.append(m, f);
       } catch (e) {
         conn.close(

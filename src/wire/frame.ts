@@ -38,6 +38,8 @@ export enum FrameType {
   HashRequest = 8,
   /** Resync: the answer to a hash request, as of the replica's applied seq. */
   BlockHashes = 9,
+  /** Agent -> process server: relay the master target's acks to me; the reverse: durable there through seq. */
+  Replicated = 10,
 }
 
 const FRAME_TYPE_NAMES: Record<FrameType, string> = {
@@ -50,6 +52,7 @@ const FRAME_TYPE_NAMES: Record<FrameType, string> = {
   [FrameType.Disks]: 'disks',
   [FrameType.HashRequest]: 'hash request',
   [FrameType.BlockHashes]: 'block hashes',
+  [FrameType.Replicated]: 'replicated',
 };
 
 export function frameTypeName(type: number): string {

@@ -39,6 +39,8 @@ export interface LogStreamerOptions {
   onAck: (seq: number) => Promise<void>;
   /** Records are written but not durable and nothing else will sync them: do it. */
   makeDurable?: () => Promise<void>;
+  /** Frames of other types from the receiver; throw to close the connection (default: all refused). */
+  onFrame?: (f: Frame) => Promise<void>;
   /** For log lines: 'shipper', 'forwarder'. */
   what: string;
   logger: Logger;
@@ -322,8 +324,16 @@ export class LogStreamer {
         const e = decodeError(f.payload);
         throw new Error(`peer closed the stream: ${e.message} (error code ${e.code})`);
       } else if (f.type !== FrameType.Heartbeat) {
-        conn.close(`unexpected frame type ${f.type} from the receiver`, WireErrorCode.Protocol);
-        break;
+        const refused = this.opts.onFrame
+          ? await this.opts.onFrame(f).then(
+              () => undefined,
+              (e: Error) => e.message,
+            )
+          : `unexpected frame type ${f.type} from the receiver`;
+        if (refused !== undefined) {
+          conn.close(refused, WireErrorCode.Protocol);
+          break;
+        }
       }
     }
     throw new Error(`connection closed${conn.closeReason ? `: ${conn.closeReason}` : ''}`);

@@ -123,6 +123,8 @@ describe('process server problems', () => {
     connected: true,
     backlogBytes: 0,
     forwarderConnected: true,
+    replicatedThrough: 0,
+    relaying: false,
     forwardedThrough: 9,
     lastHeartbeat: { time: 1000, throughSeq: 9, receivedAt: 1000 },
   };

@@ -107,10 +107,11 @@ export function registerMasterTargetCommands(program: Command): void {
     });
 
   mt.command('view')
-    .description('serve a machine’s disks at a point as read-only NBD exports on loopback (or close a view)')
+    .description('serve a machine’s disks at a point as NBD exports on loopback (or close a view)')
     .requiredOption('--data-dir <dir>', 'the running master target’s data dir')
     .option('--machine <id>', 'the protected machine’s id')
     .option('--point <point>', 'latest | latest-app | a recovery point id | an ISO time', 'latest')
+    .option('--writable', 'copy-on-write (for a test): writes go to a scratch file, discarded on close')
     .option('--close <id>', 'close this view instead')
     .option('--json', 'machine-readable output')
     .action(async (o) => {
@@ -119,11 +120,14 @@ export function registerMasterTargetCommands(program: Command): void {
         return console.log(`view ${o.close} closed`);
       }
       if (!o.machine) throw new Error('--machine is required to open a view');
-      const q = `machine=${encodeURIComponent(o.machine)}&point=${encodeURIComponent(o.point)}`;
+      const q =
+        `machine=${encodeURIComponent(o.machine)}&point=${encodeURIComponent(o.point)}` +
+        (o.writable ? '&writable=1' : '');
       const r = await call(o.dataDir, 'POST', `/views?${q}`, 201);
       if (o.json) return console.log(JSON.stringify(r));
       console.log(
-        `view ${r.id} of point ${r.point}: ${(r.exports as string[]).map((e) => `${r.url}/${e}`).join(' ')}`,
+        `view ${r.id} of point ${r.point}${r.writable ? ' (copy-on-write)' : ''}: ` +
+          (r.exports as string[]).map((e) => `${r.url}/${e}`).join(' '),
       );
     });
 

@@ -2,12 +2,13 @@
 // Replication status, recovery points, point-in-time views served as read-only NBD
 // exports on loopback, and sparse image exports. `rebound master-target
 // status|points|view|export` call it.
-import { existsSync, unlinkSync } from 'node:fs';
+import { existsSync, mkdirSync, unlinkSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { NbdServer } from '../nbd/server.js';
 import { callUnixJson } from '../util/unix-http.js';
+import { CowExport } from './cow-export.js';
 import { exportImage } from './export-image.js';
 import type { MasterTarget } from './master-target.js';
 import { resolvePoint } from './point-spec.js';
@@ -35,8 +36,9 @@ interface OpenView {
   machineId: string;
   point: number;
   server: NbdServer;
-  exports: ViewExport[];
+  exports: (ViewExport | CowExport)[];
   url: string;
+  writable: boolean;
 }
 
 export async function startMtControlServer(
@@ -108,22 +110,34 @@ export async function startMtControlServer(
         const { replica, disks } = machine(machineId);
         const point = pointOf(q.get('point'), replica);
         await checkPoint(replica, point);
-        const exports: ViewExport[] = [];
+        const writable = q.get('writable') === '1';
+        const id = nextView++;
+        const exports: (ViewExport | CowExport)[] = [];
         const pointViews: PointView[] = [];
         try {
           for (const d of disks) {
             const view = replica.openView(point);
             pointViews.push(view);
-            exports.push(
-              await ViewExport.open({
-                name: d.name,
-                replica,
-                view,
-                disk: d.id,
-                replicaPath: mt.diskPath(machineId, d.id),
-                description: `${machineId} disk ${d.name} at point ${point}`,
-              }),
-            );
+            const ro = await ViewExport.open({
+              name: d.name,
+              replica,
+              view,
+              disk: d.id,
+              replicaPath: mt.diskPath(machineId, d.id),
+              description: `${machineId} disk ${d.name} at point ${point}`,
+            });
+            if (!writable) exports.push(ro);
+            else {
+              // Writes of a test go to a scratch file, deleted when the view closes.
+              mkdirSync(join(dataDir, 'scratch'), { recursive: true });
+              const scratch = join(dataDir, 'scratch', `view-${id}-disk-${d.id}.img`);
+              exports.push(
+                await CowExport.open(ro, scratch).catch(async (e) => {
+                  await ro.close();
+                  throw e;
+                }),
+              );
+            }
           }
         } catch (e) {
           for (const x of exports) await x.close();
@@ -139,12 +153,13 @@ export async function startMtControlServer(
         );
         const addr = await nbd.listenTcp('127.0.0.1', 0);
         const v: OpenView = {
-          id: nextView++,
+          id,
           machineId,
           point,
           server: nbd,
           exports,
           url: `nbd://127.0.0.1:${addr.port}`,
+          writable,
         };
         views.set(v.id, v);
         // Retention may close a view held too long: its NBD server goes with it.
@@ -157,7 +172,7 @@ export async function startMtControlServer(
             for (const x of v.exports) void x.close();
           });
         }
-        return send(201, { id: v.id, point, url: v.url, exports: exports.map((x) => x.name) });
+        return send(201, { id: v.id, point, url: v.url, writable, exports: exports.map((x) => x.name) });
       }
       const closeMatch = /^\/views\/(\d+)$/.exec(url.pathname);
       if (req.method === 'DELETE' && closeMatch) {
@@ -175,6 +190,7 @@ export async function startMtControlServer(
             machine: v.machineId,
             point: v.point,
             url: v.url,
+            writable: v.writable,
           })),
         });
       }

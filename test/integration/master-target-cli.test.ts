@@ -8,9 +8,9 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { promisify } from 'node:util';
-import { initCa, issueCert } from '../../src/pki/ca.js';
 import { type RunningAgent, runCli, startAgent } from '../support/agent-process.js';
-import { killChild, type RunningComponent, startComponent } from '../support/component-process.js';
+import { killChild, type RunningComponent } from '../support/component-process.js';
+import { deploymentTls, startRecoverySite } from '../support/deployment.js';
 import { TestNbdClient } from '../support/nbd-client.js';
 import { scratchDir, sparseImage } from '../support/tmp.js';
 
@@ -31,24 +31,10 @@ describe('rebound master-target points | view | export', { timeout: 180_000 }, (
   });
 
   test('points list the bookmarks; a view and an export of a point equal the source at that point', async () => {
-    const tls = join(dir, 'tls');
-    await initCa(join(dir, 'ca'));
-    for (const [role, name] of [
-      ['agent', 'a1'],
-      ['process-server', 'ps1'],
-      ['master-target', 'mt1'],
-    ] as const) {
-      await issueCert(join(dir, 'ca'), { role, name, outDir: tls });
-    }
-    const mtData = join(dir, 'mt');
-    mt = await startComponent('master-target', [
-      ...['--data-dir', mtData, '--retention-dir', join(dir, 'retention')],
-      ...['--tls-dir', tls, '--name', 'mt1'],
-    ]);
-    ps = await startComponent('process-server', [
-      ...['--data-dir', join(dir, 'ps'), '--tls-dir', tls, '--name', 'ps1'],
-      ...['--master-target', `127.0.0.1:${mt.port}`],
-    ]);
+    const tls = await deploymentTls(dir);
+    const site = await startRecoverySite(dir, tls);
+    ({ mt, ps } = site);
+    const mtData = site.mtData;
     const dataDir = join(dir, 'agent');
     const disk = sparseImage(join(dir, 'disk.img'), DISK);
     agent = await startAgent([

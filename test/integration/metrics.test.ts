@@ -9,9 +9,9 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { callAgent } from '../../src/agent/control-server.js';
-import { initCa, issueCert } from '../../src/pki/ca.js';
 import { type RunningAgent, runCli, startAgent } from '../support/agent-process.js';
 import { killChild, type RunningComponent, startComponent } from '../support/component-process.js';
+import { deploymentTls } from '../support/deployment.js';
 import { httpGet, metricsUrl, sample, scrape } from '../support/metrics.js';
 import { TestNbdClient } from '../support/nbd-client.js';
 import { scratchDir, sparseImage } from '../support/tmp.js';
@@ -48,15 +48,7 @@ describe('metrics and status of agent, process server and master target', { time
   });
 
   test('backlog, sequence numbers, RPO and health move with the pipeline', async () => {
-    const tls = join(dir, 'tls');
-    await initCa(join(dir, 'ca'));
-    for (const [role, name] of [
-      ['agent', 'a1'],
-      ['process-server', 'ps1'],
-      ['master-target', 'mt1'],
-    ] as const) {
-      await issueCert(join(dir, 'ca'), { role, name, outDir: tls });
-    }
+    const tls = await deploymentTls(dir);
     const metricsArgs = ['--metrics-listen', '127.0.0.1:0'];
     const mtData = join(dir, 'mt');
     mt = await startComponent('master-target', [

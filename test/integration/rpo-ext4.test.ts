@@ -9,10 +9,10 @@ import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { replayJournalAndCheck } from '../../src/drill/ext4-check.js';
-import { initCa, issueCert } from '../../src/pki/ca.js';
 import { run } from '../../src/util/exec.js';
 import { type RunningAgent, runCli, startAgent } from '../support/agent-process.js';
-import { killChild, type RunningComponent, startComponent } from '../support/component-process.js';
+import { killChild, type RunningComponent } from '../support/component-process.js';
+import { deploymentTls, startRecoverySite } from '../support/deployment.js';
 import { forceCleanup, mountExt4OverNbd, type NbdfuseMount } from '../support/ext4-mount.js';
 import { scratchDir, sparseImage } from '../support/tmp.js';
 
@@ -58,24 +58,10 @@ describe('ext4 over TLS to the master target: RPO and the latest view', { timeou
   });
 
   test('copy a tree, sync, RPO < 5 s; latest is fsck-clean and every sha256 matches', async () => {
-    const tls = join(dir, 'tls');
-    await initCa(join(dir, 'ca'));
-    for (const [role, name] of [
-      ['agent', 'a1'],
-      ['process-server', 'ps1'],
-      ['master-target', 'mt1'],
-    ] as const) {
-      await issueCert(join(dir, 'ca'), { role, name, outDir: tls });
-    }
-    const mtData = join(dir, 'mt');
-    mt = await startComponent('master-target', [
-      ...['--data-dir', mtData, '--retention-dir', join(dir, 'retention')],
-      ...['--tls-dir', tls, '--name', 'mt1'],
-    ]);
-    ps = await startComponent('process-server', [
-      ...['--data-dir', join(dir, 'ps'), '--tls-dir', tls, '--name', 'ps1'],
-      ...['--master-target', `127.0.0.1:${mt.port}`],
-    ]);
+    const tls = await deploymentTls(dir);
+    const site = await startRecoverySite(dir, tls);
+    ({ mt, ps } = site);
+    const mtData = site.mtData;
     const dataDir = join(dir, 'agent');
     const disk = sparseImage(join(dir, 'disk.img'), 256 * MiB);
     agent = await startAgent([

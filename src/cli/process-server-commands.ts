@@ -5,6 +5,7 @@ import { loadTlsMaterial } from '../pki/ca.js';
 import { ProcessServer } from '../process-server/process-server.js';
 import { createLogger } from '../util/logger.js';
 import { parseSize } from '../util/size.js';
+import { parseCompressMode } from '../wire/compression-policy.js';
 import { parseHostPort } from './parse.js';
 import { stopOnSignals } from './signals.js';
 
@@ -25,9 +26,11 @@ export function registerProcessServerCommands(program: Command): void {
     .option('--cache-limit <size>', 'cache size per machine; beyond it agent streams wait', '8G')
     .option('--master-target <host:port>', 'forward every machine to this master target (mutual TLS)')
     .option('--metrics-listen <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics')
+    .option('--compress <mode>', 'lz4 towards the master target: auto (when it pays) or off', 'auto')
     .action(async (o) => {
       const listen = parseHostPort(o.listen);
       const metricsListen = o.metricsListen ? parseHostPort(o.metricsListen) : undefined;
+      const compress = parseCompressMode(o.compress);
       const logger = createLogger();
       const material = await loadTlsMaterial(o.tlsDir, { role: 'process-server', name: o.name });
       const server = await ProcessServer.start({
@@ -39,6 +42,7 @@ export function registerProcessServerCommands(program: Command): void {
         logger,
         cacheLimitBytes: parseSize(o.cacheLimit),
         masterTarget: o.masterTarget ? parseHostPort(o.masterTarget) : undefined,
+        compress,
       });
       const observability = await startProcessServerObservability(
         server,

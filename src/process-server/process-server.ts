@@ -10,6 +10,7 @@ import type { LogCorruptError } from '../changelog/log-corrupt-error.js';
 import { markerPayload, RecordType } from '../changelog/record.js';
 import type { TlsMaterial } from '../pki/ca.js';
 import { readJsonFile, writeJsonFile } from '../util/json-file.js';
+import type { CompressMode } from '../wire/compression-policy.js';
 import {
   type DiskInfo,
   decodeChange,
@@ -57,6 +58,8 @@ export interface ProcessServerOptions {
   cacheLimitBytes?: number;
   /** Where to forward each machine's cache; without it the cache only grows. */
   masterTarget?: { host: string; port: number };
+  /** lz4 on the way to the master target: `auto` (when it pays, the default) or `off`. */
+  compress?: CompressMode;
 }
 
 /** Per machine, next to its cache: the highest seq acknowledged to its agent. */
@@ -298,6 +301,7 @@ export class ProcessServer {
         this.relay(m, seq);
         await log.trimThrough(seq);
       },
+      compress: this.opts.compress ?? 'auto',
     });
   }
 

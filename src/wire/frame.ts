@@ -5,19 +5,23 @@
 //   0      4     magic 0x52425746 ("RBWF")
 //   4      1     version (1)
 //   5      1     type (FrameType)
-//   6      2     flags (none defined in version 1: must be 0)
+//   6      2     flags (bit 0: payload lz4-compressed, see lz4-payload.ts; others must be 0)
 //   8      4     payload length in bytes
 //   12     4     CRC32C of header bytes 0..11 followed by the payload
 //   16     n     payload
 import { crc32c } from '@node-rs/crc32';
 import { ByteQueue } from '../nbd/byte-queue.js';
 import { isRole, ROLES, type Role } from '../pki/roles.js';
+import { lz4DecompressPayload } from './lz4-payload.js';
 
 export const FRAME_MAGIC = 0x52425746; // "RBWF"
 export const FRAME_VERSION = 1;
 export const FRAME_HEADER_SIZE = 16;
 /** Largest payload accepted: a change carries at most one NBD write (32 MiB) plus its header. */
 export const MAX_FRAME_PAYLOAD = 64 * 1024 * 1024;
+/** Header flag bit 0: the payload on the wire is in its lz4 form (lz4-payload.ts). */
+export const FRAME_FLAG_LZ4 = 0x0001;
+const KNOWN_FLAGS = FRAME_FLAG_LZ4;
 
 export enum FrameType {
   /** First frame in each direction: who is speaking and where the stream resumes. */
@@ -65,7 +69,9 @@ export function isFrameType(type: number): type is FrameType {
 
 export interface Frame {
   type: FrameType;
+  /** As on the wire (FRAME_FLAG_LZ4 says the payload arrived compressed). */
   flags: number;
+  /** The payload, decompressed when it arrived compressed. */
   payload: Buffer;
 }
 
@@ -74,13 +80,23 @@ export class FrameError extends Error {
   override name = 'FrameError';
 }
 
-/** Encodes one frame: header and payload in one buffer. */
+function checkFlags(flags: number, type?: number): void {
+  if ((flags & ~KNOWN_FLAGS) !== 0 || !Number.isInteger(flags)) {
+    const hex = `0x${flags.toString(16).padStart(4, '0')}`;
+    throw new FrameError(`unknown frame flags ${hex}${type === undefined ? '' : ` (type ${type})`}`);
+  }
+}
+
+/**
+ * Encodes one frame: header and payload in one buffer. With FRAME_FLAG_LZ4 the payload given
+ * must already be in its lz4 form (frame-pipeline.ts makes it).
+ */
 export function encodeFrame(type: FrameType, payload: Uint8Array = Buffer.alloc(0), flags = 0): Buffer {
   if (!isFrameType(type)) throw new FrameError(`unknown frame type ${type}`);
   if (payload.length > MAX_FRAME_PAYLOAD) {
     throw new FrameError(`frame payload ${payload.length} exceeds the maximum ${MAX_FRAME_PAYLOAD}`);
   }
-  if (flags !== 0) throw new FrameError(`unknown frame flags 0x${flags.toString(16).padStart(4, '0')}`);
+  checkFlags(flags);
   const b = Buffer.allocUnsafe(FRAME_HEADER_SIZE + payload.length);
   b.writeUInt32BE(FRAME_MAGIC, 0);
   b.writeUInt8(FRAME_VERSION, 4);
@@ -145,13 +161,9 @@ export class FrameDecoder {
           throw new FrameError(`frame CRC mismatch (type ${h.type}, length ${h.length})`);
         }
         if (!isFrameType(h.type)) throw new FrameError(`unknown frame type ${h.type}`);
-        if (h.flags !== 0) {
-          throw new FrameError(
-            `unknown frame flags 0x${h.flags.toString(16).padStart(4, '0')} (type ${h.type})`,
-          );
-        }
+        checkFlags(h.flags, h.type);
         this.frames++;
-        out.push({ type: h.type, flags: h.flags, payload });
+        out.push({ type: h.type, flags: h.flags, payload: this.plain(h, payload) });
       }
     } catch (e) {
       this.failed =
@@ -175,6 +187,16 @@ export class FrameDecoder {
       );
     }
     if (this.failed) throw this.failed;
+  }
+
+  /** Decompresses after the CRC check, never beyond maxPayload (a bigger claim is refused unread). */
+  private plain(h: PendingHeader, payload: Buffer): Buffer {
+    if ((h.flags & FRAME_FLAG_LZ4) === 0) return payload;
+    try {
+      return lz4DecompressPayload(payload, this.maxPayload);
+    } catch (e) {
+      throw new FrameError(`${(e as Error).message} (type ${h.type}, length ${h.length})`);
+    }
   }
 
   /** Checks what can be checked before the payload arrives, so a bad length is never buffered. */

@@ -9,6 +9,7 @@ import type { ChangeLog } from '../changelog/change-log.js';
 import { LogTailer } from '../changelog/log-tailer.js';
 import { type LogRecord, parseMarkerPayload, RecordType } from '../changelog/record.js';
 import { logBytesAfter, recordLogBytes } from './backlog.js';
+import { CompressionPolicy, type CompressMode } from './compression-policy.js';
 import {
   decodeAck,
   decodeError,
@@ -22,6 +23,7 @@ import {
   type HelloPayload,
   WireErrorCode,
 } from './frame.js';
+import { type CompressionStats, FramePipeline, newCompressionStats } from './frame-pipeline.js';
 import { type PositionHeartbeat, StreamFreshness } from './stream-freshness.js';
 import type { FrameConnection } from './tls-endpoint.js';
 
@@ -51,6 +53,8 @@ export interface LogStreamerOptions {
   /** First and longest wait before reconnecting (default 200 ms, doubling to 5 s). */
   retryMs?: number;
   maxRetryMs?: number;
+  /** lz4 on change payloads when it pays (`auto`, see frame-pipeline.ts) or never (default `off`). */
+  compress?: CompressMode;
 }
 
 export interface StreamerStatus {
@@ -68,6 +72,8 @@ export interface StreamerStatus {
   /** Source time (ms) through which the receiver provably holds every change; undefined until known. */
   receiverCurrentAsOf?: number;
   lastError?: string;
+  /** Frames sent and what lz4 saved, since start. */
+  compression: CompressionStats;
 }
 
 const READ_BATCH_BYTES = 4 * 1024 * 1024;
@@ -125,8 +131,13 @@ export class LogStreamer {
   private streaming: FrameConnection | undefined;
   private readonly freshness = new StreamFreshness();
   private wakeWindow: (() => void) | undefined;
+  /** Per stream, across reconnects: whether lz4 pays for this machine's data. */
+  private readonly policy: CompressionPolicy;
+  private readonly compression = newCompressionStats();
 
-  constructor(private readonly opts: LogStreamerOptions) {}
+  constructor(private readonly opts: LogStreamerOptions) {
+    this.policy = new CompressionPolicy({ mode: opts.compress ?? 'off' });
+  }
 
   start(): void {
     this.loop ??= this.run();
@@ -148,6 +159,7 @@ export class LogStreamer {
       backlogBytes: this.backlogBytes(),
       receiverCurrentAsOf: this.freshness.currentAsOf,
       lastError: this.lastError,
+      compression: { ...this.compression },
     };
   }
 
@@ -252,10 +264,25 @@ export class LogStreamer {
   }
 
   private async send(conn: FrameConnection, tailer: LogTailer, session: { ended: boolean }): Promise<void> {
+    const live = () => !this.stopped && !session.ended;
+    // Frames leave in sequence order; their compression (when tried) runs in parallel.
+    const out = new FramePipeline((frame) => conn.sendRaw(frame), this.policy, this.compression);
+    try {
+      await this.sendRecords(conn, tailer, out, live);
+    } finally {
+      out.close();
+    }
+  }
+
+  private async sendRecords(
+    conn: FrameConnection,
+    tailer: LogTailer,
+    out: FramePipeline,
+    live: () => boolean,
+  ): Promise<void> {
     const { log } = this.opts;
     const window = this.opts.windowBytes ?? 64 * 1024 * 1024;
     const syncAfter = this.opts.syncAfterMs ?? 50;
-    const live = () => !this.stopped && !session.ended;
     while (live()) {
       const records = await tailer.read(READ_BATCH_BYTES);
       if (records.length === 0) {
@@ -282,9 +309,10 @@ export class LogStreamer {
         }
         if (!live()) return;
         const f = encodeRecordFrame(r);
-        await conn.send(f.type, f.payload);
-        this.sent = r.seq;
         const logBytes = recordLogBytes(r.payload.length);
+        await out.push(f.type, f.payload, () => {
+          this.sent = r.seq;
+        });
         this.inflight.push({ seq: r.seq, bytes: r.payload.length, logBytes, time: r.time });
         this.inflightBytes += r.payload.length;
         this.inflightLogBytes += logBytes;

@@ -226,8 +226,8 @@ describe('frame codec', () => {
     });
     assert.throws(() => decodeAll(flags), { message: 'unknown frame flags 0x8000 (type 4)' });
     assert.throws(() => encodeFrame(99 as FrameType), { message: 'unknown frame type 99' });
-    assert.throws(() => encodeFrame(FrameType.Ack, Buffer.alloc(0), 1), {
-      message: 'unknown frame flags 0x0001',
+    assert.throws(() => encodeFrame(FrameType.Ack, Buffer.alloc(0), 2), {
+      message: 'unknown frame flags 0x0002',
     });
   });
 

@@ -10,6 +10,8 @@ export interface DiskRecord {
   name: string;
   path: string;
   size: number;
+  /** Registered and never replicated: the first replication copies the whole disk. */
+  needsInitialCopy?: boolean;
 }
 
 export interface AgentState {
@@ -80,7 +82,7 @@ export function registerDisk(state: AgentState, name: string, path: string, size
   }
   const id = state.disks.reduce((m, d) => Math.max(m, d.id), 0) + 1;
   if (id > 0xffff) throw new Error('too many disks for one agent');
-  const rec = { id, name, path, size };
+  const rec: DiskRecord = { id, name, path, size, needsInitialCopy: true };
   state.disks.push(rec);
   return rec;
 }

@@ -7,12 +7,14 @@ import type { Logger } from 'pino';
 import { ChangeLog } from '../changelog/change-log.js';
 import { DirtyBitmap } from '../changelog/dirty-bitmap.js';
 import { markerPayload, RecordType } from '../changelog/record.js';
+import { isSystemTag, SYSTEM_TAG_PREFIX } from '../resync/markers.js';
 
 type NewRecordType = RecordType.Write | RecordType.Zero | RecordType.Trim;
 
 import type { NbdExport } from '../nbd/export.js';
 import { BlockStore } from '../storage/block-store.js';
 import { FileExport } from '../storage/file-export.js';
+import type { AckGate } from './ack-gate.js';
 import {
   type AgentState,
   currentBootId,
@@ -24,6 +26,7 @@ import {
   saveStateAsync,
 } from './agent-state.js';
 import { CaptureExport } from './capture-export.js';
+import type { Congestion } from './congestion.js';
 import { type DataDirLock, lockDataDir } from './data-dir-lock.js';
 import { RangeLock } from './range-lock.js';
 import { redoLogTail } from './redo.js';
@@ -48,6 +51,11 @@ export interface AgentOptions {
   logLimitBytes?: number;
   segmentBytes?: number;
   checkpointIntervalMs?: number;
+}
+
+export interface MarkerOptions {
+  /** Return once durable in the local log, whatever the acknowledgement mode. */
+  localOnly?: boolean;
 }
 
 /** What a change carries besides its range: WRITE data, NO_HOLE, FUA. */
@@ -88,6 +96,21 @@ export class Agent {
   private logFullWarned = false;
   /** Changes between their log append and their disk write: a clean stop waits for them. */
   private readonly inflight = new Set<Promise<void>>();
+  /** Changes marked in a dirty bitmap instead of the log, since the start (see resync.ts). */
+  unloggedCount = 0;
+  /**
+   * The log's last seq when the newest unlogged change happened: a resync compares blocks
+   * only with a replica that has applied at least this far (see docs/architecture.md, "Resync").
+   */
+  lastUnloggedSeq = 0;
+  /** Wakes the resync (set by the shipper). */
+  resyncWake: (() => void) | undefined;
+  /** What replicates this agent (shipper, resync): its state for status(). */
+  replicationStatus: (() => unknown) | undefined;
+  /** The acknowledgement mode: where FLUSH and FUA must be durable (none: the local log). */
+  private ackGate: AckGate | undefined;
+  /** What a change does when the log is full (none: pull ahead at once). */
+  private congestion: Congestion | undefined;
 
   private constructor(
     readonly dataDir: string,
@@ -156,6 +179,9 @@ export class Agent {
     }
     const agent = new Agent(dataDir, state, log, captured, plain, logger, lock!);
     agent.watermark = log.nextSeq - 1;
+    // Regions dirty from before this start: logged changes up to here must reach the
+    // replica before a resync compares blocks.
+    if (captured.some((d) => d.bitmap.dirtyBytes > 0)) agent.lastUnloggedSeq = log.nextSeq - 1;
     // A clean stop checkpointed, and crash recovery fsyncs what it redid: the disks hold everything logged.
     agent.durableThrough = agent.watermark;
     state.clean = false;
@@ -177,6 +203,29 @@ export class Agent {
       'agent started',
     );
     return agent;
+  }
+
+  /** FLUSH and FUA are acknowledged only once the gate agrees (acknowledgement modes). */
+  setAckGate(gate: AckGate): void {
+    this.ackGate = gate;
+  }
+
+  /** A full log blocks writers, or pulls ahead into the dirty bitmap (the default). */
+  setCongestion(c: Congestion): void {
+    this.congestion = c;
+  }
+
+  /** Waits until seq may be acknowledged under the acknowledgement mode (durable locally already). */
+  async acknowledged(seq: number | undefined): Promise<void> {
+    const gate = this.ackGate;
+    if (!gate?.remoteMode) return;
+    if (seq === undefined) {
+      gate.degrade(
+        'a flush could not be logged (change log full or failing): acknowledged on local disks only',
+      );
+      return;
+    }
+    await gate.wait(seq);
   }
 
   get machineId(): string {
@@ -281,7 +330,11 @@ export class Agent {
     flags: number,
     payload: Buffer,
   ): Promise<number | undefined> {
-    if (this.log.hasRoom(payload.length)) {
+    const hasRoom = () => this.log.hasRoom(payload.length);
+    let room = hasRoom();
+    if (room) this.congestion?.noteRoom();
+    else if (this.congestion) room = await this.congestion.waitForRoom(hasRoom);
+    if (room) {
       const { seq, written } = this.log.append({
         type,
         flags,
@@ -299,6 +352,7 @@ export class Agent {
       }
     }
     this.unloggedSinceSync = true;
+    this.congestion?.notePulledAhead();
     if (!this.logFullWarned) {
       this.logFullWarned = true;
       this.logger.warn(
@@ -306,8 +360,15 @@ export class Agent {
         'change log full or failing: further changes are marked resync required in the dirty bitmap',
       );
     }
+    this.noteUnlogged();
     await disk.bitmap.mark(offset, length);
     return undefined;
+  }
+
+  /** A change reached (or may reach) a disk without a log record. */
+  private noteUnlogged(): void {
+    this.unloggedCount++;
+    this.lastUnloggedSeq = Math.max(this.lastUnloggedSeq, this.log.nextSeq - 1);
   }
 
   /** Applies one change: log first, then the disk, overlapping changes strictly in log order. */
@@ -345,19 +406,24 @@ export class Agent {
       if (seq === undefined) this.unloggedSinceSync = true;
     } catch (e) {
       // The disk may now differ from the log for this range: never let that go unnoticed.
+      this.noteUnlogged();
       await disk.bitmap.mark(offset, length).catch(() => undefined);
       throw e;
     } finally {
       if (seq !== undefined) this.complete(seq);
       release();
     }
-    if (opts.fua) await this.syncer.request();
+    if (opts.fua) {
+      await this.syncer.request();
+      if (seq !== undefined) await this.acknowledged(seq);
+    }
   }
 
   /** Appends a marker (crash-consistent flush point or named bookmark), then makes everything durable. */
   private async marker(
     type: RecordType.Flush | RecordType.Bookmark,
     tag?: string,
+    opts: MarkerOptions = {},
   ): Promise<number | undefined> {
     let seq: number | undefined;
     const payload = markerPayload(this.watermark, tag);
@@ -380,6 +446,7 @@ export class Agent {
       this.complete(appended.seq);
     }
     await this.syncer.request();
+    if (!opts.localOnly) await this.acknowledged(seq);
     return seq;
   }
 
@@ -393,8 +460,47 @@ export class Agent {
     return this.syncer.request();
   }
 
+  /**
+   * Disks never replicated hold data no log has: their whole range becomes resync required,
+   * so the resync copies them (holes and zero blocks cost nothing). Called when replication
+   * starts; a disk only captured locally is not marked.
+   */
+  async startInitialCopy(): Promise<string[]> {
+    const fresh = this.captured.filter((d) => d.record.needsInitialCopy);
+    if (fresh.length === 0) return [];
+    this.noteUnlogged();
+    for (const d of fresh) {
+      await d.bitmap.markAll();
+      await d.bitmap.sync();
+      d.record.needsInitialCopy = false;
+    }
+    await this.persistState(true);
+    return fresh.map((d) => d.record.name);
+  }
+
+  /**
+   * An operator's request: the disk (or every captured disk) is compared with its replica
+   * block by block, e.g. after it was written while the agent was not running.
+   */
+  async requestResync(name?: string): Promise<string[]> {
+    const disks = name === undefined ? this.captured : this.captured.filter((d) => d.record.name === name);
+    if (disks.length === 0) {
+      throw new Error(
+        `no captured disk named '${name}' (disks: ${this.captured.map((d) => d.record.name).join(', ')})`,
+      );
+    }
+    this.noteUnlogged();
+    for (const d of disks) {
+      await d.bitmap.markAll();
+      await d.bitmap.sync();
+    }
+    this.resyncWake?.();
+    return disks.map((d) => d.record.name);
+  }
+
   /** Every captured disk entirely resync required (changes were lost before the replica got them). */
   async markAllResyncRequired(): Promise<void> {
+    this.noteUnlogged();
     for (const d of this.captured) {
       await d.bitmap.markAll();
       await d.bitmap.sync();
@@ -402,14 +508,54 @@ export class Agent {
   }
 
   /** NBD FLUSH: every change acknowledged so far, on any disk or connection, becomes durable. */
-  flush(): Promise<number | undefined> {
-    return this.marker(RecordType.Flush);
+  flush(opts?: MarkerOptions): Promise<number | undefined> {
+    return this.marker(RecordType.Flush, undefined, opts);
   }
 
   /** Inserts a named bookmark (an application-consistent point when taken while frozen). */
-  bookmark(tag: string): Promise<number | undefined> {
+  bookmark(tag: string, opts?: MarkerOptions): Promise<number | undefined> {
     if (Buffer.byteLength(tag) > 4096) throw new Error('bookmark tag longer than 4096 bytes');
-    return this.marker(RecordType.Bookmark, tag);
+    if (isSystemTag(tag)) throw new Error(`bookmark tags starting with '${SYSTEM_TAG_PREFIX}' are reserved`);
+    return this.marker(RecordType.Bookmark, tag, opts);
+  }
+
+  /** A marker with a reserved tag (resync start and end), made durable in the local log. */
+  systemMarker(tag: string): Promise<number | undefined> {
+    if (!isSystemTag(tag)) throw new Error(`'${tag}' is not a reserved tag`);
+    // No client waits for it: durable in the local log is enough, whatever the ack mode.
+    return this.marker(RecordType.Bookmark, tag, { localOnly: true });
+  }
+
+  /**
+   * Logs a block a resync copies (its data is already on the disk, so only the log gets
+   * it). The caller holds the range lock. False when the log has no room.
+   */
+  async logResyncChange(
+    disk: CapturedDisk,
+    kind: 'write' | 'zero',
+    offset: number,
+    length: number,
+    data?: Buffer,
+  ): Promise<boolean> {
+    const payload = kind === 'write' ? data! : Buffer.alloc(0);
+    if (this.closing || !this.log.hasRoom(payload.length)) return false;
+    const { seq, written } = this.log.append({
+      type: kind === 'write' ? RecordType.Write : RecordType.Zero,
+      flags: 0,
+      disk: disk.record.id,
+      time: Date.now(),
+      offset,
+      length,
+      payload,
+    });
+    try {
+      await written;
+      return true;
+    } catch {
+      return false;
+    } finally {
+      this.complete(seq);
+    }
   }
 
   /**
@@ -434,6 +580,7 @@ export class Agent {
       if (logFailed) {
         // Acknowledged changes may be missing from the log now: no range can be trusted,
         // and only the disks themselves can hold them.
+        this.noteUnlogged();
         for (const d of this.captured) await d.bitmap.markAll();
         await Promise.all(this.captured.map((d) => d.store.sync()));
       }
@@ -453,6 +600,8 @@ export class Agent {
       trimmedThrough: this.log.trimmedThrough,
       logBytes: this.log.bytes,
       logLimitBytes: this.log.maxBytes,
+      ack: this.ackGate?.status(),
+      congestion: this.congestion?.status(),
       disks: this.captured.map((d) => ({
         name: d.record.name,
         id: d.record.id,
@@ -460,6 +609,7 @@ export class Agent {
         size: d.record.size,
         resyncRequired: d.bitmap.regions(),
       })),
+      replication: this.replicationStatus?.(),
     };
   }
 
@@ -468,8 +618,10 @@ export class Agent {
     if (this.closed || this.closing) return;
     this.closing = true;
     // Every change already in its log-then-disk path finishes before the stop is called clean.
+    // The stop makes everything durable locally; nobody waits for a remote acknowledgement now.
+    this.ackGate?.close();
     await Promise.allSettled([...this.inflight]);
-    await this.flush();
+    await this.flush({ localOnly: true });
     clearInterval(this.persistTimer);
     clearInterval(this.checkpointTimer);
     // A checkpoint already running may cover less than the final watermark: repeat.

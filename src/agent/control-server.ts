@@ -1,16 +1,22 @@
-// The agent's local control API: HTTP over a Unix socket in the data dir
-// (bookmarks now; the shipper and freeze/thaw hooks use it later).
+// The agent's local control API: HTTP over a Unix socket in the data dir: live status
+// (with the shipper's state and backlog), bookmarks, app-consistent points, resync requests.
 import { existsSync, unlinkSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import { callUnixJson } from '../util/unix-http.js';
 import type { Agent } from './agent.js';
+import { AppPointRefused, type AppPoints } from './app-points.js';
+import { agentLiveStatus } from './live-status.js';
+import type { Shipper } from './shipper.js';
 
 export function controlSocketPath(dataDir: string): string {
   return join(dataDir, 'agent.sock');
 }
 
-export async function startControlServer(agent: Agent): Promise<Server> {
+export async function startControlServer(
+  agent: Agent,
+  extras: { appPoints?: AppPoints; shipper?: Shipper } = {},
+): Promise<Server> {
   const path = controlSocketPath(agent.dataDir);
   if (existsSync(path)) unlinkSync(path);
   const server = createServer(async (req, res) => {
@@ -20,7 +26,26 @@ export async function startControlServer(agent: Agent): Promise<Server> {
     };
     try {
       const url = new URL(req.url ?? '/', 'http://agent');
-      if (req.method === 'GET' && url.pathname === '/status') return send(200, agent.status());
+      if (req.method === 'GET' && url.pathname === '/status')
+        return send(200, {
+          ...agent.status(),
+          ...agentLiveStatus(agent, extras.shipper),
+          appConsistent: extras.appPoints?.status(),
+        });
+      if (req.method === 'POST' && url.pathname === '/app-points') {
+        if (!extras.appPoints) return send(409, { error: 'this agent takes no app-consistent points' });
+        const r = await extras.appPoints
+          .take(url.searchParams.get('tag') || undefined)
+          .catch((e: Error) => e);
+        if (r instanceof AppPointRefused) return send(r.status, { error: r.message });
+        if (r instanceof Error) throw r;
+        if (r.kind === 'app') return send(201, r);
+        const instead =
+          r.seq === undefined
+            ? 'a crash-consistent flush was attempted instead'
+            : `a crash-consistent flush was taken instead at seq ${r.seq}`;
+        return send(502, { ...r, error: `no app-consistent point: ${r.reason}; ${instead}` });
+      }
       if (req.method === 'POST' && url.pathname === '/bookmarks') {
         const tag = url.searchParams.get('tag');
         if (!tag) return send(400, { error: 'query parameter tag is required' });
@@ -28,6 +53,10 @@ export async function startControlServer(agent: Agent): Promise<Server> {
         if (seq === undefined)
           return send(507, { error: 'change log is full or failing: bookmark not recorded' });
         return send(201, { seq, tag });
+      }
+      if (req.method === 'POST' && url.pathname === '/resync') {
+        const disks = await agent.requestResync(url.searchParams.get('disk') ?? undefined);
+        return send(202, { disks });
       }
       send(404, { error: `no such endpoint: ${req.method} ${url.pathname}` });
     } catch (e) {

@@ -11,6 +11,7 @@ import { SYNC_WRITE_MAX } from '../storage/block-store.js';
 import { skipBytes } from '../util/buffers.js';
 import { fsyncDir } from '../util/fsync-dir.js';
 import { readJsonFile, writeJsonFile } from '../util/json-file.js';
+import { LogCorruptError } from './log-corrupt-error.js';
 import { encodeHeader, HEADER_SIZE, type LogRecord, type RecordHeader } from './record.js';
 import { SegmentReader } from './segment-reader.js';
 
@@ -22,6 +23,14 @@ export interface ChangeLogOptions {
   logger?: Logger;
   /** Open for reading only: never truncate, create or write. */
   readOnly?: boolean;
+  /**
+   * Records with seq <= this were fsynced and acknowledged (a process server's cache):
+   * a bad one among them on open is corruption, not a torn tail. It is not cut; it is
+   * reported (`corruption`), and appends continue in a new segment after it.
+   */
+  durableThrough?: number;
+  /** Called once when corruption is first found (on open, or by a reader). */
+  onCorruption?: (e: LogCorruptError) => void;
 }
 
 export type NewRecord = Omit<RecordHeader, 'seq' | 'payloadLength'> & { payload: Buffer };
@@ -74,6 +83,9 @@ export class ChangeLog {
   private _trimmedThrough = 0;
   /** Number of records present in the log (approximate after a trim inside a segment). */
   private _bytes = 0;
+  private _corruption: LogCorruptError | undefined;
+  /** The last segment holds bytes a reader cannot get past: append to a new one. */
+  private sealLast = false;
 
   private constructor(
     readonly dir: string,
@@ -161,7 +173,7 @@ export class ChangeLog {
       this._nextSeq = Math.max(this._nextSeq, this._trimmedThrough + 1);
     }
     this._lastWritten = this._nextSeq - 1;
-    if (!this.opts.readOnly && last) {
+    if (!this.opts.readOnly && last && !this.sealLast) {
       this.fh = await open(last.path, 'r+');
       // What survived a process crash may sit in the page cache only: make it durable now.
       await this.fh.datasync();
@@ -169,11 +181,12 @@ export class ChangeLog {
     if (!this.opts.readOnly) this._durableSeq = this._lastWritten;
   }
 
-  /** Scans the last segment; cuts a torn or corrupt tail (only the last segment can be torn). */
+  /** Scans the last segment; cuts a torn tail (only the last segment can be torn). */
   private async recoverTail(seg: Segment): Promise<void> {
     // Up to the size seen at open: a live log read by another process may grow meanwhile.
     const reader = await SegmentReader.open(seg.path, seg.bytes);
     let good = 0;
+    let lastGood = seg.firstSeq - 1;
     let reason: string | undefined;
     try {
       for (;;) {
@@ -184,12 +197,22 @@ export class ChangeLog {
           break;
         }
         good = r.offset + r.size;
+        lastGood = r.record.seq;
         this._nextSeq = r.record.seq + 1;
       }
     } finally {
       await reader.close();
     }
     if (reason === undefined) return;
+    const durable = this.opts.durableThrough ?? 0;
+    if (lastGood < durable && !this.opts.readOnly) {
+      // Acknowledged records were fsynced: no torn write can be among them. Keep the bytes
+      // (they are evidence), name them, and never hand out their seqs again.
+      this.reportCorruption(new LogCorruptError(seg.path, good, reason, lastGood));
+      this.sealLast = true;
+      this._nextSeq = Math.max(this._nextSeq, durable + 1);
+      return;
+    }
     const cut = seg.bytes - good;
     this.opts.logger?.warn(
       { segment: seg.path, offset: good, bytesCut: cut, reason },
@@ -206,6 +229,18 @@ export class ChangeLog {
       this._bytes -= cut;
       seg.bytes = good;
     }
+  }
+
+  /** Corruption found so far (the first), or undefined. */
+  get corruption(): LogCorruptError | undefined {
+    return this._corruption;
+  }
+
+  /** Records corruption a reader found (the first is kept) and tells the owner once. */
+  reportCorruption(e: LogCorruptError): void {
+    if (this._corruption) return;
+    this._corruption = e;
+    this.opts.onCorruption?.(e);
   }
 
   /** Whether a record with this payload size fits under the log's size limit. */
@@ -369,13 +404,17 @@ export class ChangeLog {
     for (let i = start; i < segs.length; i++) {
       if (segs[i].firstSeq > toSeq) return;
       const reader = await SegmentReader.open(segs[i].path, segs[i].bytes);
+      let lastGood = segs[i].firstSeq - 1;
       try {
         for (;;) {
           const r = await reader.next();
           if (r.kind === 'end') break;
           if (r.kind === 'invalid') {
-            throw new Error(`change log corrupt: ${segs[i].path} at offset ${r.offset}: ${r.reason}`);
+            const e = new LogCorruptError(segs[i].path, r.offset, r.reason, lastGood);
+            if (!this.opts.readOnly) this.reportCorruption(e);
+            throw e;
           }
+          lastGood = r.record.seq;
           if (r.record.seq > toSeq) return;
           if (r.record.seq >= fromSeq) yield r.record;
         }

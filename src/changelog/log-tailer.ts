@@ -2,6 +2,7 @@
 // where the last read stopped (a segment and a byte offset), so following a growing
 // segment never rescans it from the start.
 import type { ChangeLog } from './change-log.js';
+import { LogCorruptError } from './log-corrupt-error.js';
 import type { LogRecord } from './record.js';
 import { SegmentReader } from './segment-reader.js';
 
@@ -10,6 +11,13 @@ export class LogGapError extends Error {}
 export class LogTailer {
   private segmentFirstSeq: number | undefined;
   private offset = 0;
+
+  /** Where the next read starts: a segment (by first seq) and a byte offset; undefined before the first read. */
+  get position(): { segment: number; offset: number } | undefined {
+    return this.segmentFirstSeq === undefined
+      ? undefined
+      : { segment: this.segmentFirstSeq, offset: this.offset };
+  }
 
   /** `next` is the first sequence wanted. */
   constructor(
@@ -46,14 +54,25 @@ export class LogTailer {
       const seg = segs[i]!;
       const reader = await SegmentReader.open(seg.path, seg.bytes, this.offset);
       let progressed = false;
+      let corruptAhead = false;
+      let lastGood = this.next - 1;
       try {
         for (;;) {
           if (bytes >= maxBytes) break;
           const r = await reader.next();
           if (r.kind === 'end') break;
           if (r.kind === 'invalid') {
-            throw new Error(`change log corrupt: ${seg.path} at offset ${r.offset}: ${r.reason}`);
+            // Durable records only are read here: a bad one is corruption, never a torn tail.
+            // The good records before it still go out; the next read fails on it.
+            const e = new LogCorruptError(seg.path, r.offset, r.reason, lastGood);
+            this.log.reportCorruption(e);
+            if (out.length) {
+              corruptAhead = true;
+              break;
+            }
+            throw e;
           }
+          lastGood = Math.max(lastGood, r.record.seq);
           if (r.record.seq > durable) break;
           this.offset = r.offset + r.size;
           progressed = true;
@@ -65,7 +84,7 @@ export class LogTailer {
       } finally {
         await reader.close();
       }
-      if (bytes >= maxBytes) break;
+      if (corruptAhead || bytes >= maxBytes) break;
       // This segment is read to its written end: go on to the next one, if there is one.
       const following = segs[i + 1];
       if (this.offset >= seg.bytes && following) {

@@ -1,13 +1,19 @@
 // `rebound agent ...` and `rebound log ...`.
 import { join } from 'node:path';
 import type { Command } from 'commander';
+import { AckGate } from '../agent/ack-gate.js';
 import { Agent } from '../agent/agent.js';
 import { loadState } from '../agent/agent-state.js';
+import { AppPoints } from '../agent/app-points.js';
+import { Congestion } from '../agent/congestion.js';
 import { callAgent, startControlServer } from '../agent/control-server.js';
+import { type AgentLiveStatus, formatLiveStatus } from '../agent/live-status.js';
 import { formatSummary, summarizeDataDir } from '../agent/log-summary.js';
+import { formatPolicyStatus, type PolicyStatus } from '../agent/policy-status.js';
 import { Shipper } from '../agent/shipper.js';
 import { applyLog } from '../changelog/apply.js';
 import { ChangeLog } from '../changelog/change-log.js';
+import { startAgentObservability } from '../metrics/observability.js';
 import { exportMap } from '../nbd/export.js';
 import { NbdServer } from '../nbd/server.js';
 import { loadTlsMaterial } from '../pki/ca.js';
@@ -15,6 +21,7 @@ import { sparseCopy } from '../storage/sparse-copy.js';
 import { createLogger } from '../util/logger.js';
 import { parseSize } from '../util/size.js';
 import { collect, parseDiskSpec, parseHostPort, parseSeconds, parseSeq } from './parse.js';
+import { parseAckMode, parseAppConsistentMinutes, parseCongestionPolicy } from './parse-policy.js';
 
 export function registerAgentCommands(program: Command): void {
   const agent = program
@@ -39,6 +46,29 @@ export function registerAgentCommands(program: Command): void {
     .option('--process-server <host:port>', 'ship the change log to this process server (mutual TLS)')
     .option('--tls-dir <dir>', 'this agent’s key and certificate (rebound ca issue --role agent) and ca.crt')
     .option('--name <name>', 'this agent’s component name (the certificate’s)')
+    .option('--metrics-listen <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics')
+    .option(
+      '--ack-mode <mode>',
+      'where a FLUSH must be durable before it is acknowledged: async (agent log), process-server (its cache), sync (master target)',
+      'async',
+    )
+    .option(
+      '--ack-timeout <seconds>',
+      'how long a FLUSH waits for the remote before degrading to async (and a blocked writer for log room)',
+      '10',
+    )
+    .option(
+      '--on-congestion <policy>',
+      'when the log is full: pull-ahead (into the dirty bitmap) or block (wait for room up to --ack-timeout)',
+      'pull-ahead',
+    )
+    .option('--app-consistent-minutes <n>', 'minutes between app-consistent points (0 = off, max 720)', '60')
+    .option(
+      '--freeze-script <cmd>',
+      'quiesces the workload for an app-consistent point (run with /bin/sh -c)',
+    )
+    .option('--thaw-script <cmd>', 'undoes the freeze; always run after a freeze attempt')
+    .option('--hook-timeout <seconds>', 'how long each freeze or thaw script may run', '60')
     .action(async (o) => {
       const disks = [
         ...o.disk.map((d: string) => parseDiskSpec(d)),
@@ -47,7 +77,17 @@ export function registerAgentCommands(program: Command): void {
       if (disks.length === 0) throw new Error('give at least one --disk NAME=PATH');
       const listen = o.listen || !o.socket ? parseHostPort(o.listen ?? '127.0.0.1:10809') : undefined;
       const ps = o.processServer ? parseHostPort(o.processServer) : undefined;
+      const metricsListen = o.metricsListen ? parseHostPort(o.metricsListen) : undefined;
       if (ps && (!o.tlsDir || !o.name)) throw new Error('--process-server needs --tls-dir and --name');
+      const ackMode = parseAckMode(o.ackMode);
+      if (ackMode !== 'async' && !ps)
+        throw new Error(`--ack-mode ${ackMode} needs --process-server: acknowledgements come from there`);
+      const ackTimeoutMs = parseSeconds(o.ackTimeout, '--ack-timeout') * 1000;
+      const congestion = parseCongestionPolicy(o.onCongestion);
+      const appMinutes = parseAppConsistentMinutes(o.appConsistentMinutes);
+      if (!o.freezeScript !== !o.thawScript)
+        throw new Error('--freeze-script and --thaw-script go together: a freeze must always be undone');
+      const hookTimeoutMs = parseSeconds(o.hookTimeout, '--hook-timeout') * 1000;
       const logger = createLogger();
       const material = ps ? await loadTlsMaterial(o.tlsDir, { role: 'agent', name: o.name }) : undefined;
       const a = await Agent.open({
@@ -57,6 +97,16 @@ export function registerAgentCommands(program: Command): void {
         logLimitBytes: parseSize(o.logLimit),
         segmentBytes: parseSize(o.segmentSize),
         checkpointIntervalMs: parseSeconds(o.checkpointInterval, '--checkpoint-interval') * 1000,
+      });
+      const ackGate = new AckGate({ mode: ackMode, timeoutMs: ackTimeoutMs, logger });
+      a.setAckGate(ackGate);
+      a.setCongestion(new Congestion(congestion, ackTimeoutMs, logger));
+      const appPoints = new AppPoints(a, {
+        hooks: o.freezeScript
+          ? { freeze: o.freezeScript, thaw: o.thawScript, timeoutMs: hookTimeoutMs }
+          : undefined,
+        intervalMs: appMinutes * 60_000,
+        logger,
       });
       const server = new NbdServer(exportMap(a.exports()), logger);
       const urls: string[] = [];
@@ -71,16 +121,21 @@ export function registerAgentCommands(program: Command): void {
       }
       const shipper =
         ps && material
-          ? new Shipper({ agent: a, host: ps.host, port: ps.port, material, name: o.name, logger })
+          ? new Shipper({ agent: a, host: ps.host, port: ps.port, material, name: o.name, logger, ackGate })
           : undefined;
       shipper?.start();
-      const control = await startControlServer(a);
+      const control = await startControlServer(a, { appPoints, shipper });
+      const observability = await startAgentObservability(a, shipper, logger, metricsListen);
+      await appPoints.start();
       let stopping = false;
       const stop = async (signal: string) => {
         if (stopping) return;
         stopping = true;
         logger.info({ signal }, 'stopping agent');
+        // A point in progress thaws first (the workload's file system is on our exports).
+        await appPoints.stop();
         control.close();
+        await observability.close();
         await server.close();
         await shipper?.stop();
         await a.close();
@@ -88,6 +143,8 @@ export function registerAgentCommands(program: Command): void {
       };
       process.on('SIGTERM', () => void stop('SIGTERM'));
       process.on('SIGINT', () => void stop('SIGINT'));
+      const m = observability.metrics;
+      if (m) console.log(`metrics at http://${m.host}:${m.port}/metrics`);
       console.log(
         `agent ready: ${urls.join(' ')} exports ${disks.map((d) => d.name).join(',')} machine ${a.machineId}`,
       );
@@ -100,7 +157,18 @@ export function registerAgentCommands(program: Command): void {
     .option('--json', 'machine-readable output')
     .action(async (o) => {
       const s = await summarizeDataDir(o.dataDir);
-      console.log(o.json ? JSON.stringify(s, null, 2) : formatSummary(s));
+      // A running agent adds its live state: shipper, backlog, health.
+      const live = await callAgent(o.dataDir, 'GET', '/status').then(
+        (r) => (r.status === 200 ? r.body : undefined),
+        () => undefined,
+      );
+      if (o.json) return console.log(JSON.stringify(live ? { ...s, live } : s, null, 2));
+      console.log(formatSummary(s));
+      if (live) {
+        console.log(formatLiveStatus(live as Partial<AgentLiveStatus>));
+        const policy = formatPolicyStatus(live as PolicyStatus);
+        if (policy) console.log(policy);
+      }
     });
 
   agent
@@ -113,6 +181,40 @@ export function registerAgentCommands(program: Command): void {
       const r = await callAgent(o.dataDir, 'POST', `/bookmarks?tag=${encodeURIComponent(o.tag)}`);
       if (r.status !== 201) throw new Error(r.body.error ?? `agent answered ${r.status}`);
       console.log(o.json ? JSON.stringify(r.body) : `bookmark '${r.body.tag}' at seq ${r.body.seq}`);
+    });
+
+  agent
+    .command('resync')
+    .description('mark disks of a running agent resync required: the replica is compared block by block')
+    .requiredOption('--data-dir <dir>', 'the agent data dir')
+    .option('--disk <name>', 'only this disk (default: every captured disk)')
+    .option('--json', 'machine-readable output')
+    .action(async (o) => {
+      const q = o.disk ? `?disk=${encodeURIComponent(o.disk)}` : '';
+      const r = await callAgent(o.dataDir, 'POST', `/resync${q}`);
+      if (r.status !== 202) throw new Error(r.body.error ?? `agent answered ${r.status}`);
+      console.log(
+        o.json ? JSON.stringify(r.body) : `resync requested for ${(r.body.disks as string[]).join(', ')}`,
+      );
+    });
+
+  agent
+    .command('app-point')
+    .description('take an app-consistent point now: freeze hook, flush, bookmark, thaw hook')
+    .requiredOption('--data-dir <dir>', 'the agent data dir')
+    .option('--tag <tag>', 'the bookmark’s tag (default app:<ISO time>)')
+    .option('--json', 'machine-readable output')
+    .action(async (o) => {
+      const q = o.tag === undefined ? '' : `?tag=${encodeURIComponent(o.tag)}`;
+      const r = await callAgent(o.dataDir, 'POST', `/app-points${q}`);
+      if (r.status !== 201) throw new Error(r.body.error ?? `agent answered ${r.status}`);
+      const b = r.body;
+      console.log(
+        o.json
+          ? JSON.stringify(b)
+          : `app-consistent point '${b.tag}' at seq ${b.seq} (frozen ${b.frozenMs} ms)` +
+              (b.thawError ? `; warning: ${b.thawError}` : ''),
+      );
     });
 
   const log = program.command('log').description('tools over an agent’s change log');

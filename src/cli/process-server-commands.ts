@@ -1,5 +1,6 @@
 // `rebound process-server start`.
 import type { Command } from 'commander';
+import { startProcessServerObservability } from '../metrics/observability.js';
 import { loadTlsMaterial } from '../pki/ca.js';
 import { ProcessServer } from '../process-server/process-server.js';
 import { createLogger } from '../util/logger.js';
@@ -24,9 +25,11 @@ export function registerProcessServerCommands(program: Command): void {
     .option('--listen <host:port>', 'where agents connect', '127.0.0.1:9850')
     .option('--cache-limit <size>', 'cache size per machine; beyond it agent streams wait', '8G')
     .option('--master-target <host:port>', 'forward every machine to this master target (mutual TLS)')
+    .option('--metrics-listen <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics')
     .option('--compress <mode>', 'lz4 towards the master target: auto (when it pays) or off', 'auto')
     .action(async (o) => {
       const listen = parseHostPort(o.listen);
+      const metricsListen = o.metricsListen ? parseHostPort(o.metricsListen) : undefined;
       const compress = parseCompressMode(o.compress);
       const logger = createLogger();
       const material = await loadTlsMaterial(o.tlsDir, { role: 'process-server', name: o.name });
@@ -41,7 +44,18 @@ export function registerProcessServerCommands(program: Command): void {
         masterTarget: o.masterTarget ? parseHostPort(o.masterTarget) : undefined,
         compress,
       });
+      const observability = await startProcessServerObservability(
+        server,
+        logger,
+        metricsListen,
+        Boolean(o.masterTarget),
+      );
+      const m = observability.metrics;
+      if (m) console.log(`metrics at http://${m.host}:${m.port}/metrics`);
       console.log(`process server ready: ${listen.host}:${server.port}`);
-      stopOnSignals('process server', logger, () => server.close());
+      stopOnSignals('process server', logger, async () => {
+        await observability.close();
+        await server.close();
+      });
     });
 }

@@ -78,6 +78,9 @@ export async function runCaptureDrill(o: DrillOptions): Promise<DrillResult> {
     `recovery site: master target on 127.0.0.1:${site.masterTarget.port}, ` +
       `process server on 127.0.0.1:${site.processServer.port} (mutual TLS, a CA made for this drill)`,
   );
+  // Bookmarks are recovery points only once the initial copy has ended.
+  const copyMs = await site.waitForProtected(agent.machineId);
+  o.say(`protected: initial replication of disk0 done in ${copyMs} ms`);
   const server = new NbdServer(exportMap(agent.exports()), o.logger);
   const addr = await server.listenTcp('127.0.0.1', 0);
   const url = `nbd://127.0.0.1:${addr.port}`;

@@ -14,6 +14,8 @@ export interface ReplicationStack {
   masterTarget: MasterTarget;
   processServer: ProcessServer;
   shipper: Shipper;
+  /** Waits until the initial replication has ended (the machine is protected); returns its ms. */
+  waitForProtected(machineId: string, timeoutMs?: number): Promise<number>;
   /** Waits until the master target holds the bookmark with this tag; returns its replica. */
   waitForBookmark(machineId: string, tag: string, timeoutMs?: number): Promise<Replica>;
   close(): Promise<void>;
@@ -65,13 +67,35 @@ export async function startReplicationStack(
     masterTarget,
     processServer,
     shipper,
+    async waitForProtected(machineId, timeoutMs = 60_000) {
+      const started = Date.now();
+      for (;;) {
+        const replica = masterTarget.replica(machineId);
+        const r = shipper.resyncStatus();
+        if (replica && replica.resyncOpenSince === undefined && r.state === 'idle' && r.passes > 0) {
+          return Date.now() - started;
+        }
+        if (Date.now() - started > timeoutMs) {
+          throw new Error(
+            `the initial replication did not end in ${timeoutMs} ms (resync ${JSON.stringify(r)})`,
+          );
+        }
+        await new Promise((res) => setTimeout(res, 50));
+      }
+    },
     async waitForBookmark(machineId, tag, timeoutMs = 60_000) {
       const deadline = Date.now() + timeoutMs;
       for (;;) {
         const replica = masterTarget.replica(machineId);
         if (replica?.recoveryPoints().some((p) => p.tag === tag)) return replica;
-        if (Date.now() > deadline)
-          throw new Error(`bookmark '${tag}' did not reach the master target in ${timeoutMs} ms`);
+        if (Date.now() > deadline) {
+          throw new Error(
+            `bookmark '${tag}' did not reach the master target in ${timeoutMs} ms ` +
+              `(replica applied through ${replica?.appliedThrough ?? 'nothing'}, resync open since ` +
+              `${replica?.resyncOpenSince ?? 'none'}; shipper ${JSON.stringify(shipper.status())}; ` +
+              `resync ${JSON.stringify(shipper.resyncStatus())})`,
+          );
+        }
         await new Promise((r) => setTimeout(r, 50));
       }
     },

@@ -1,15 +1,21 @@
 // The master target's local control API: HTTP over a Unix socket in its data dir.
-// Recovery points, point-in-time views served as read-only NBD exports on loopback,
-// and sparse image exports. `rebound master-target points|view|export` call it.
-import { existsSync, unlinkSync } from 'node:fs';
+// Replication status, recovery points, point-in-time views served as read-only NBD
+// exports on loopback, and sparse image exports. `rebound master-target
+// status|points|view|export` call it.
+import { existsSync, mkdirSync, unlinkSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { NbdServer } from '../nbd/server.js';
 import { callUnixJson } from '../util/unix-http.js';
+import { CowExport } from './cow-export.js';
 import { exportImage } from './export-image.js';
 import type { MasterTarget } from './master-target.js';
 import { resolvePoint } from './point-spec.js';
+import { describeThinning, thinPoints } from './point-thinning.js';
+import type { PointView } from './point-view.js';
+import type { Replica } from './replica.js';
+import { statusJson } from './replication-status.js';
 import { ViewExport } from './view-export.js';
 
 export function mtSocketPath(dataDir: string): string {
@@ -30,8 +36,9 @@ interface OpenView {
   machineId: string;
   point: number;
   server: NbdServer;
-  exports: ViewExport[];
+  exports: (ViewExport | CowExport)[];
   url: string;
+  writable: boolean;
 }
 
 export async function startMtControlServer(
@@ -58,6 +65,14 @@ export async function startMtControlServer(
       throw new HttpError(400, (e as Error).message);
     }
   };
+  // Damage in the journal refuses the view before anything is served (never wrong bytes).
+  const checkPoint = async (replica: Replica, point: number) => {
+    try {
+      await replica.checkPoint(point);
+    } catch (e) {
+      throw new HttpError(422, (e as Error).message);
+    }
+  };
 
   const server = createServer(async (req, res) => {
     const send = (code: number, body: unknown) => {
@@ -67,34 +82,66 @@ export async function startMtControlServer(
     try {
       const url = new URL(req.url ?? '/', 'http://mt');
       const q = url.searchParams;
+      if (req.method === 'GET' && url.pathname === '/status') {
+        const id = q.get('machine');
+        if (id !== null) machine(id);
+        return send(200, { machines: mt.status(id ?? undefined).map(statusJson) });
+      }
       if (req.method === 'GET' && url.pathname === '/points') {
-        const { replica } = machine(q.get('machine'));
+        const machineId = q.get('machine');
+        const { replica } = machine(machineId);
+        const all = replica.recoveryPoints();
+        const everything = q.get('all') === '1' || q.get('all') === 'true';
+        const listed = everything ? all : thinPoints(all, Date.now());
+        const oldestTime = replica.oldestPointTime;
         return send(200, {
           appliedThrough: replica.appliedThrough,
           oldestPoint: replica.oldestPoint,
-          points: replica.recoveryPoints().map((p) => ({ ...p, time: new Date(p.time).toISOString() })),
+          oldestTime: oldestTime === undefined ? null : new Date(oldestTime).toISOString(),
+          retentionHours: mt.retentionWindowMs / 3_600_000,
+          total: all.length,
+          thinned: listed.length < all.length ? describeThinning() : null,
+          problems: mt.replicaHealthProblems(machineId!),
+          points: listed.map((p) => ({ ...p, time: new Date(p.time).toISOString() })),
         });
       }
       if (req.method === 'POST' && url.pathname === '/views') {
         const machineId = q.get('machine')!;
         const { replica, disks } = machine(machineId);
         const point = pointOf(q.get('point'), replica);
-        const exports: ViewExport[] = [];
+        await checkPoint(replica, point);
+        const writable = q.get('writable') === '1';
+        const id = nextView++;
+        const exports: (ViewExport | CowExport)[] = [];
+        const pointViews: PointView[] = [];
         try {
           for (const d of disks) {
-            exports.push(
-              await ViewExport.open({
-                name: d.name,
-                replica,
-                view: replica.openView(point),
-                disk: d.id,
-                replicaPath: mt.diskPath(machineId, d.id),
-                description: `${machineId} disk ${d.name} at point ${point}`,
-              }),
-            );
+            const view = replica.openView(point);
+            pointViews.push(view);
+            const ro = await ViewExport.open({
+              name: d.name,
+              replica,
+              view,
+              disk: d.id,
+              replicaPath: mt.diskPath(machineId, d.id),
+              description: `${machineId} disk ${d.name} at point ${point}`,
+            });
+            if (!writable) exports.push(ro);
+            else {
+              // Writes of a test go to a scratch file, deleted when the view closes.
+              mkdirSync(join(dataDir, 'scratch'), { recursive: true });
+              const scratch = join(dataDir, 'scratch', `view-${id}-disk-${d.id}.img`);
+              exports.push(
+                await CowExport.open(ro, scratch).catch(async (e) => {
+                  await ro.close();
+                  throw e;
+                }),
+              );
+            }
           }
         } catch (e) {
           for (const x of exports) await x.close();
+          for (const pv of pointViews) pv.close();
           throw e;
         }
         const nbd = new NbdServer(
@@ -106,15 +153,26 @@ export async function startMtControlServer(
         );
         const addr = await nbd.listenTcp('127.0.0.1', 0);
         const v: OpenView = {
-          id: nextView++,
+          id,
           machineId,
           point,
           server: nbd,
           exports,
           url: `nbd://127.0.0.1:${addr.port}`,
+          writable,
         };
         views.set(v.id, v);
-        return send(201, { id: v.id, point, url: v.url, exports: exports.map((x) => x.name) });
+        // Retention may close a view held too long: its NBD server goes with it.
+        for (const pv of pointViews) {
+          pv.onClose((reason) => {
+            if (reason === undefined || views.get(v.id) !== v) return;
+            views.delete(v.id);
+            logger.warn({ view: v.id, machineId, point, reason }, `view ${v.id} closed`);
+            void v.server.close();
+            for (const x of v.exports) void x.close();
+          });
+        }
+        return send(201, { id: v.id, point, url: v.url, writable, exports: exports.map((x) => x.name) });
       }
       const closeMatch = /^\/views\/(\d+)$/.exec(url.pathname);
       if (req.method === 'DELETE' && closeMatch) {
@@ -132,6 +190,7 @@ export async function startMtControlServer(
             machine: v.machineId,
             point: v.point,
             url: v.url,
+            writable: v.writable,
           })),
         });
       }
@@ -148,6 +207,7 @@ export async function startMtControlServer(
           );
         const out = q.get('out');
         if (!out) throw new HttpError(400, 'query parameter out is required');
+        await checkPoint(replica, point);
         const view = replica.openView(point);
         try {
           const r = await exportImage(view, disk.id, disk.size, out);

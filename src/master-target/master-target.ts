@@ -5,11 +5,13 @@ import { closeSync, ftruncateSync, mkdirSync, openSync, readdirSync } from 'node
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { TlsMaterial } from '../pki/ca.js';
+import { HealthChecks, roundRpo } from '../util/health.js';
 import { readJsonFile, writeJsonFile } from '../util/json-file.js';
 import {
   type DiskInfo,
   decodeChange,
   decodeDisks,
+  decodeHeartbeat,
   decodeHello,
   decodeMarker,
   encodeAck,
@@ -21,7 +23,18 @@ import {
   WireErrorCode,
 } from '../wire/frame.js';
 import { type FrameConnection, type FrameServer, listenFrames } from '../wire/tls-endpoint.js';
-import { Replica, type ReplicaItem } from './replica.js';
+import { serveHashRequests } from './hash-service.js';
+import { type BatchResult, Replica, type ReplicaItem } from './replica.js';
+import { ReplicaFreshness } from './replica-freshness.js';
+import {
+  DEFAULT_STATUS_RULES,
+  type MachineSnapshot,
+  type MachineStatus,
+  machineStatus,
+  type StatusRules,
+} from './replication-status.js';
+import { DEFAULT_RETENTION_HOURS, RetentionPruner } from './retention.js';
+import type { HealthProblem } from './retention-space.js';
 
 export interface MasterTargetOptions {
   /** Replica disks and their state, one directory per machine. */
@@ -34,6 +47,10 @@ export interface MasterTargetOptions {
   /** This master target's component name (its certificate's). */
   name: string;
   logger: Logger;
+  /** When a machine's RPO or stream counts as a health problem (defaults: 900 s, 30 s). */
+  statusRules?: Partial<StatusRules>;
+  /** Recovery points are kept this long (default 24); older journal segments are pruned. */
+  retentionHours?: number;
 }
 
 /** Items applied in one batch at most (one journal sync and one replica sync per batch). */
@@ -44,11 +61,18 @@ interface Machine {
   replica: Replica;
   disks: DiskInfo[];
   conn: FrameConnection | undefined;
+  freshness: ReplicaFreshness;
+  connectedSince: number | undefined;
+  disconnectedSince: number | undefined;
+  lastApplyError: string | undefined;
 }
 
 export class MasterTarget {
   private readonly machines = new Map<string, Machine>();
   private server: FrameServer | undefined;
+  /** Checks other parts add (retention volume, resync...): their problems join each machine's health. */
+  readonly health = new HealthChecks();
+  private pruner: RetentionPruner | undefined;
 
   private constructor(private readonly opts: MasterTargetOptions) {}
 
@@ -69,7 +93,30 @@ export class MasterTarget {
       acceptRoles: ['process-server'],
       onConnection: (conn) => mt.serve(conn),
     });
+    mt.pruner = new RetentionPruner(
+      () => [...mt.machines].map(([id, m]) => [id, m.replica] as [string, Replica]),
+      { windowMs: mt.retentionWindowMs, logger: opts.logger },
+    );
+    mt.pruner.start();
     return mt;
+  }
+
+  /** How long recovery points are kept. */
+  get retentionWindowMs(): number {
+    return (this.opts.retentionHours ?? DEFAULT_RETENTION_HOURS) * 3_600_000;
+  }
+
+  /** The retention pruner (its timer runs while the master target does). */
+  get retention(): RetentionPruner {
+    return this.pruner!;
+  }
+
+  /**
+   * Named problems of a machine's replica, for its health: retention-volume-full,
+   * undo-journal-corrupt (see Replica.healthProblems).
+   */
+  replicaHealthProblems(machineId: string): HealthProblem[] {
+    return this.machines.get(machineId)?.replica.healthProblems() ?? [];
   }
 
   get port(): number {
@@ -84,6 +131,54 @@ export class MasterTarget {
   /** The machine's disks as its stream described them. */
   disks(machineId: string): DiskInfo[] | undefined {
     return this.machines.get(machineId)?.disks;
+  }
+
+  /** The machines replicated here, by id. */
+  machineIds(): string[] {
+    return [...this.machines.keys()];
+  }
+
+  /** What is known about one machine now, before any judgement. */
+  snapshot(machineId: string): MachineSnapshot | undefined {
+    const m = this.machines.get(machineId);
+    if (!m) return undefined;
+    const r = m.replica;
+    const oldest = r.oldestPoint;
+    // A point inside a resync is not consistent: not offered.
+    const live = <P extends { seq: number }>(p: P | undefined) =>
+      p && p.seq >= oldest && !r.pointProblem(p.seq) ? p : undefined;
+    return {
+      machineId,
+      connected: m.conn !== undefined,
+      connectedSince: m.connectedSince,
+      disconnectedSince: m.disconnectedSince,
+      appliedThrough: r.appliedThrough,
+      appliedTime: r.appliedTime,
+      currentAsOf: m.freshness.currentAsOf(r.appliedTime),
+      lastHeartbeatAt: m.freshness.lastHeartbeatAt,
+      latestCrash: live(m.freshness.latestCrash),
+      latestApp: live(m.freshness.latestApp),
+      oldestPoint: oldest,
+      journalBytes: r.journal.bytes,
+      lastApplyError: m.lastApplyError,
+      resyncOpenSince: r.resyncOpenSince,
+      protected: r.everConsistent,
+    };
+  }
+
+  /** Replication status of every machine (or one): RPO, applied seq, latest points, health problems. */
+  status(machineId?: string, now = Date.now()): MachineStatus[] {
+    const rules = { ...DEFAULT_STATUS_RULES, ...this.opts.statusRules };
+    const ids = machineId === undefined ? this.machineIds() : [machineId];
+    const out: MachineStatus[] = [];
+    for (const id of ids) {
+      const s = this.snapshot(id);
+      if (s) {
+        const extra = [...this.replicaHealthProblems(id), ...this.health.run(id)];
+        out.push(machineStatus(s, now, rules, extra));
+      }
+    }
+    return out;
   }
 
   /** The replica image of one disk. */
@@ -132,8 +227,18 @@ export class MasterTarget {
       retentionDir: join(this.opts.retentionDir, id),
       disks: list.map((d) => ({ id: d.id, path: this.diskPath(id, d.id) })),
       logger: this.opts.logger,
+      newReplicaNeedsResync: true,
     });
-    const m: Machine = { id, replica, disks: list, conn: undefined };
+    const m: Machine = {
+      id,
+      replica,
+      disks: list,
+      conn: undefined,
+      freshness: new ReplicaFreshness(replica.recoveryPoints()),
+      connectedSince: undefined,
+      disconnectedSince: Date.now(),
+      lastApplyError: undefined,
+    };
     this.machines.set(id, m);
     return m;
   }
@@ -155,6 +260,12 @@ export class MasterTarget {
       return;
     }
     const existing = this.machines.get(machineId);
+    // Paused for lack of retention space: no need to take the backlog again before it fits.
+    const full = await existing?.replica.retentionStillFull();
+    if (full) {
+      conn.close(full.message, WireErrorCode.Internal);
+      return;
+    }
     const applied = existing?.replica.appliedThrough ?? (await this.storedAppliedThrough(machineId));
     await conn.send(
       FrameType.Hello,
@@ -167,6 +278,11 @@ export class MasterTarget {
     );
     const second = await frames.next();
     if (second.done) return;
+    if (second.value.type === FrameType.HashRequest) {
+      const log = this.opts.logger.child({ machineId, conn: conn.id });
+      await serveHashRequests(conn, second.value, frames, () => this.machines.get(machineId)?.replica, log);
+      return;
+    }
     let m: Machine;
     try {
       if (second.value.type !== FrameType.Disks) {
@@ -182,11 +298,27 @@ export class MasterTarget {
     }
     if (m.conn && m.conn !== conn) m.conn.close('replaced by a newer connection for the same machine');
     m.conn = conn;
+    m.connectedSince = Date.now();
+    m.disconnectedSince = undefined;
     this.opts.logger.info({ machineId, resumeFrom: applied + 1 }, 'master target: stream started');
     try {
       await this.receive(conn, frames, m);
     } finally {
-      if (m.conn === conn) m.conn = undefined;
+      if (m.conn === conn) {
+        m.conn = undefined;
+        m.connectedSince = undefined;
+        m.disconnectedSince = Date.now();
+        const [st] = this.status(machineId);
+        this.opts.logger.info(
+          {
+            machineId,
+            seq: st?.appliedThrough,
+            rpoSeconds: roundRpo(st?.rpoSeconds),
+            reason: conn.closeReason,
+          },
+          'master target: stream ended',
+        );
+      }
     }
   }
 
@@ -206,7 +338,15 @@ export class MasterTarget {
       const batch = items;
       items = [];
       bytes = 0;
-      const r = await m.replica.applyBatch(batch);
+      let r: BatchResult;
+      try {
+        r = await m.replica.applyBatch(batch);
+      } catch (e) {
+        m.lastApplyError = (e as Error).message;
+        throw e;
+      }
+      m.lastApplyError = undefined;
+      m.freshness.applied(r.appliedThrough, batch);
       await conn.send(FrameType.Ack, encodeAck({ seq: r.appliedThrough }));
     };
     for (;;) {
@@ -218,7 +358,7 @@ export class MasterTarget {
         const n = await next;
         if (n.done) return;
         next = frames.next();
-        if (!(await this.guard(conn, async () => this.take(n.value, items)))) return;
+        if (!(await this.guard(conn, async () => this.take(n.value, items, m)))) return;
         bytes += n.value.payload.length;
         continue;
       }
@@ -227,7 +367,7 @@ export class MasterTarget {
         return;
       }
       next = frames.next();
-      if (!(await this.guard(conn, async () => this.take(got.value, items)))) return;
+      if (!(await this.guard(conn, async () => this.take(got.value, items, m)))) return;
       bytes += got.value.payload.length;
       if (bytes >= MAX_BATCH_BYTES && !(await this.guard(conn, apply))) return;
     }
@@ -245,7 +385,7 @@ export class MasterTarget {
     }
   }
 
-  private take(f: Frame, items: ReplicaItem[]): void {
+  private take(f: Frame, items: ReplicaItem[], m: Machine): void {
     if (f.type === FrameType.Change) {
       const c = decodeChange(f.payload);
       items.push({
@@ -266,12 +406,16 @@ export class MasterTarget {
         tag: mk.tag,
         time: mk.time,
       });
-    } else if (f.type !== FrameType.Heartbeat) {
+    } else if (f.type === FrameType.Heartbeat) {
+      // Counts once everything through its seq is applied (items before it may still be in this batch).
+      m.freshness.heard(decodeHeartbeat(f.payload), m.replica.appliedThrough);
+    } else {
       throw new FrameError(`unexpected frame type ${f.type} in a process server stream`);
     }
   }
 
   async close(): Promise<void> {
+    await this.pruner?.stop();
     await this.server?.close();
     for (const m of this.machines.values()) await m.replica.close();
   }

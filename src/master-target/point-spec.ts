@@ -7,9 +7,19 @@ export interface PointSource {
   oldestPoint: number;
   recoveryPoints(): RecoveryPoint[];
   pointAtTime(ms: number): number | undefined;
+  /** Why a seq is not a consistent point (inside a resync), or undefined. */
+  pointProblem?(seq: number): string | undefined;
 }
 
+/** The seq an operator's point names; refused when the replica was not consistent there. */
 export function resolvePoint(spec: string, r: PointSource): number {
+  const seq = resolveSpec(spec, r);
+  const problem = r.pointProblem?.(seq);
+  if (problem) throw new Error(problem);
+  return seq;
+}
+
+function resolveSpec(spec: string, r: PointSource): number {
   if (spec === 'latest') return r.appliedThrough;
   if (spec === 'latest-app') {
     const app = r.recoveryPoints().filter((p) => p.kind === 'app');

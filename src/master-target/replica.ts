@@ -6,10 +6,21 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
+import { isSystemTag, RESYNC_END_TAG, RESYNC_START_TAG } from '../resync/markers.js';
+import { readBlockHashes } from '../resync/read-hashes.js';
 import { BlockStore } from '../storage/block-store.js';
 import { readJsonFile, writeJsonFile } from '../util/json-file.js';
+import type { BlockHash } from '../wire/frame.js';
+import { describeDamage } from './journal-damage.js';
 import { type JournalRecord, JournalRecordType, MAX_JOURNAL_PAYLOAD } from './journal-record.js';
 import { PointView, type ViewSource } from './point-view.js';
+import {
+  freeBytes,
+  type HealthProblem,
+  type RetentionFull,
+  RetentionFullError,
+  retentionFullProblem,
+} from './retention-space.js';
 import { type JournalEntry, markerKind, UndoJournal } from './undo-journal.js';
 
 export type ChangeType = 'write' | 'zero' | 'trim';
@@ -47,6 +58,12 @@ export interface ReplicaOptions {
   disks: { id: number; path: string }[];
   segmentBytes?: number;
   logger?: Logger;
+  /**
+   * A new replica (no state file yet) holds nothing of the source: no point is consistent
+   * until the first resync ends. The master target sets this; library users replaying a
+   * log from an empty disk need not.
+   */
+  newReplicaNeedsResync?: boolean;
 }
 
 export interface BatchResult {
@@ -77,9 +94,16 @@ interface ReplicaState {
   appliedThrough: number;
   /** Source time of that item. */
   appliedTime: number;
+  /**
+   * Seq ranges [start, end) in which the replica was not consistent (a resync was copying
+   * blocks); end null = still resyncing. Points inside are not recovery points.
+   */
+  inconsistent?: [number, number | null][];
 }
 
 export const STATE_FILE = 'replica-state.json';
+/** Health problem code: the undo journal holds records that fail their checksums. */
+export const JOURNAL_CORRUPT = 'undo-journal-corrupt';
 /** Before-images are taken and journaled in chunks of at most this size (bounds memory). */
 export const CHUNK_BYTES = 16 * 1024 * 1024;
 const MAX_U32 = 0xffffffff;
@@ -93,12 +117,15 @@ export class Replica {
   private pruneFloor = 0;
   private closed = false;
   private readonly source: ViewSource;
+  /** Set while the retention volume is too full for the next batch (replication paused). */
+  private full: RetentionFull | undefined;
 
   private constructor(
     private readonly statePath: string,
     state: ReplicaState,
     private readonly stores: Map<number, BlockStore>,
     readonly journal: UndoJournal,
+    private readonly logger: Logger | undefined,
   ) {
     this.state = state;
     this.source = {
@@ -112,7 +139,11 @@ export class Replica {
   static async open(opts: ReplicaOptions): Promise<Replica> {
     mkdirSync(opts.stateDir, { recursive: true });
     const statePath = join(opts.stateDir, STATE_FILE);
-    const state = (await readJsonFile<ReplicaState>(statePath)) ?? { appliedThrough: 0, appliedTime: 0 };
+    const state = (await readJsonFile<ReplicaState>(statePath)) ?? {
+      appliedThrough: 0,
+      appliedTime: 0,
+      inconsistent: opts.newReplicaNeedsResync ? [[0, null]] : [],
+    };
     const stores = new Map<number, BlockStore>();
     try {
       for (const d of opts.disks) {
@@ -127,7 +158,7 @@ export class Replica {
         durableThrough: state.appliedThrough,
         logger: opts.logger,
       });
-      return new Replica(statePath, state, stores, journal);
+      return new Replica(statePath, state, stores, journal, opts.logger);
     } catch (e) {
       for (const s of stores.values()) await s.close();
       throw e;
@@ -139,11 +170,26 @@ export class Replica {
     return this.state.appliedThrough;
   }
 
+  /** Source time of the item at appliedThrough (0 before anything is applied). */
+  get appliedTime(): number {
+    return this.state.appliedTime;
+  }
+
   /** The lowest point a view can still show exactly. */
   get oldestPoint(): number {
     const first = this.journal.firstSeq;
     const applied = this.state.appliedThrough;
     return first === undefined ? applied : Math.min(first - 1, applied);
+  }
+
+  /**
+   * Source time of the oldest retained record: any moment from then on can be chosen
+   * as a point (undefined while nothing is applied).
+   */
+  get oldestPointTime(): number | undefined {
+    const first = this.journal.firstSeq;
+    if (first !== undefined) return this.journal.entry(first)?.time;
+    return this.state.appliedThrough > 0 ? this.state.appliedTime : undefined;
   }
 
   get diskIds(): number[] {
@@ -188,13 +234,143 @@ export class Replica {
     // The replica may or may not hold these already; writing them again is idempotent.
     for (const it of redo) await this.writeReplica(it, touched);
     // Before-images durable first (one sync for the batch), indexed, then the replica.
-    await this.journal.append(this.beforeImages(fresh));
+    await this.appendBeforeImages(fresh);
     for (const it of fresh) await this.writeReplica(it, touched);
     for (const disk of touched) await this.store(disk).sync();
-    const state = { appliedThrough: last.seq, appliedTime: last.time };
+    const state: ReplicaState = {
+      appliedThrough: last.seq,
+      appliedTime: last.time,
+      inconsistent: this.nextIntervals([...redo, ...fresh]),
+    };
     await writeJsonFile(this.statePath, state, { durable: true });
     this.state = state;
     return { applied: fresh.length, redone: redo.length, skipped, appliedThrough: last.seq };
+  }
+
+  /** The inconsistent ranges after these items: resync markers open and close them. */
+  private nextIntervals(items: ReplicaItem[]): [number, number | null][] {
+    const first = this.journal.firstSeq ?? this.state.appliedThrough + 1;
+    // Ranges whose every point is pruned no longer matter.
+    const out = (this.state.inconsistent ?? [])
+      .filter(([, end]) => end === null || end >= first)
+      .map(([s, e]) => [s, e] as [number, number | null]);
+    for (const it of items) {
+      if (it.type !== 'marker') continue;
+      const open = out.at(-1)?.[1] === null ? out.at(-1) : undefined;
+      if (it.tag === RESYNC_START_TAG && !open) out.push([it.seq, null]);
+      else if (it.tag === RESYNC_END_TAG && open) open[1] = it.seq;
+    }
+    return out;
+  }
+
+  /**
+   * Journals the before-images of new items. A full retention volume pauses replication:
+   * the batch is refused whole (the journal cuts back what it wrote), and the error names
+   * the directory and its free bytes; the sender keeps the batch and retries.
+   */
+  private async appendBeforeImages(fresh: ReplicaItem[]): Promise<void> {
+    if (fresh.length === 0) return;
+    try {
+      await this.journal.append(this.beforeImages(fresh));
+    } catch (e) {
+      if (!(e instanceof RetentionFullError)) throw e;
+      const first = this.full === undefined;
+      this.full = {
+        dir: e.dir,
+        since: this.full?.since ?? Date.now(),
+        freeBytes: await freeBytes(e.dir).catch(() => 0),
+        neededBytes: e.neededBytes,
+        cause: (e.cause as Error).message,
+      };
+      const problem = retentionFullProblem(this.full);
+      if (first) this.logger?.error({ code: problem.code, dir: e.dir }, problem.message);
+      throw new Error(problem.message, { cause: e });
+    }
+    if (this.full) {
+      this.logger?.info(
+        { dir: this.full.dir, pausedMs: Date.now() - this.full.since },
+        'retention volume has room again: replication resumes',
+      );
+      this.full = undefined;
+    }
+  }
+
+  /** The named problem while the retention volume is too full for the next batch. */
+  get retentionProblem(): HealthProblem | undefined {
+    return this.full && retentionFullProblem(this.full);
+  }
+
+  /** Every named problem of this replica now (empty when healthy). */
+  healthProblems(): HealthProblem[] {
+    const out: HealthProblem[] = [];
+    if (this.full) out.push(retentionFullProblem(this.full));
+    const damage = this.journal.damage;
+    if (damage.length) {
+      const first = describeDamage(damage[0]!);
+      const more = damage.length > 1 ? ` (and ${damage.length - 1} more damaged records)` : '';
+      out.push({
+        code: JOURNAL_CORRUPT,
+        message: `${first}${more}: views of points that need it are refused; points after it are not affected`,
+      });
+    }
+    return out;
+  }
+
+  /** True when seq is inside a resync (or before the first one ended, for a new replica). */
+  private inResync(seq: number): boolean {
+    return (this.state.inconsistent ?? []).some(([s, e]) => seq >= s && (e === null || seq < e));
+  }
+
+  /** Whether the replica is consistent now, and since when it is resyncing if not. */
+  get resyncOpenSince(): number | undefined {
+    const last = this.state.inconsistent?.at(-1);
+    return last && last[1] === null ? last[0] : undefined;
+  }
+
+  /** False for a new replica until its first copy ends: it has no recovery point yet. */
+  get everConsistent(): boolean {
+    const first = this.state.inconsistent?.[0];
+    return !(first && first[0] === 0 && first[1] === null);
+  }
+
+  /** Why seq cannot be a recovery point, or undefined when it can. */
+  pointProblem(seq: number): string | undefined {
+    if (!this.inResync(seq)) return undefined;
+    const open = this.resyncOpenSince;
+    return open !== undefined && seq >= open
+      ? `point ${seq} is inside the resync in progress since seq ${open}: the replica is not consistent there yet`
+      : `point ${seq} is inside a resync: the replica was not consistent then`;
+  }
+
+  /**
+   * The block hashes of a range of a replica disk as of appliedThrough (batches wait, so
+   * the blocks never show half a batch).
+   */
+  blockHashes(
+    disk: number,
+    offset: number,
+    blockSize: number,
+    count: number,
+  ): Promise<{ appliedThrough: number; blocks: BlockHash[] }> {
+    return this.serial(async () => {
+      const store = this.store(disk);
+      if (offset >= store.size) {
+        throw new Error(`offset ${offset} is beyond the end of disk ${disk} (${store.size} bytes)`);
+      }
+      const blocks = await readBlockHashes(store, offset, blockSize, count);
+      return { appliedThrough: this.state.appliedThrough, blocks };
+    });
+  }
+
+  /**
+   * While paused for space: the problem if the volume still lacks the room the refused
+   * batch needed (a sender need not send it again yet), undefined once it may fit.
+   */
+  async retentionStillFull(): Promise<HealthProblem | undefined> {
+    const f = this.full;
+    if (!f) return undefined;
+    f.freeBytes = await freeBytes(f.dir).catch(() => 0);
+    return f.freeBytes < f.neededBytes ? retentionFullProblem(f) : undefined;
   }
 
   /** Validates the whole batch before anything is done, and sorts its items by what they need. */
@@ -356,19 +532,36 @@ export class Replica {
     }
     const oldest = Math.max(this.oldestPoint, this.pruneFloor);
     if (p < oldest) throw new Error(`recovery point ${p} is older than the oldest retained point ${oldest}`);
+    const damage = this.journal.damageFor(p);
+    if (damage) throw new Error(damage);
     const view = new PointView(p, this.source);
     this.views.add(view);
     return view;
   }
 
+  /**
+   * Checks, before a view of point P is opened, every journal record it may read (once
+   * per segment): a view that would need a corrupt before-image is refused here, with
+   * the file, offset and seq, instead of failing in the middle of a read.
+   */
+  async checkPoint(point: number | 'latest'): Promise<void> {
+    const p = point === 'latest' ? this.state.appliedThrough : point;
+    await this.journal.verifyAfter(p);
+    const damage = this.journal.damageFor(p);
+    if (damage) throw new Error(damage);
+  }
+
   /** Markers (flushes and bookmarks) that can still be viewed, oldest first. */
   recoveryPoints(): RecoveryPoint[] {
-    return this.journal.markers(this.state.appliedThrough).map((e: JournalEntry) => ({
-      seq: e.seq,
-      time: e.time,
-      kind: markerKind(e),
-      tag: e.tag ?? '',
-    }));
+    return this.journal
+      .markers(this.state.appliedThrough)
+      .filter((e) => !isSystemTag(e.tag ?? '') && !this.inResync(e.seq))
+      .map((e: JournalEntry) => ({
+        seq: e.seq,
+        time: e.time,
+        kind: markerKind(e),
+        tag: e.tag ?? '',
+      }));
   }
 
   /**
@@ -400,11 +593,20 @@ export class Replica {
     });
   }
 
-  /** Retention by age: keeps every point from time cutoffMs on viewable. */
+  /**
+   * Retention by age: keeps every moment from cutoffMs on choosable. The point p at the
+   * cutoff stays viewable, and its own record stays too, so that pointAtTime still finds
+   * p (or a later point) for every moment from the cutoff on.
+   */
   async pruneOlderThan(cutoffMs: number): Promise<PruneResult> {
     const p = this.pointAtTime(cutoffMs);
     if (p === undefined) return { segments: 0, bytes: 0, oldestPoint: this.oldestPoint };
-    return this.pruneBefore(p + 1);
+    return this.pruneBefore(p);
+  }
+
+  /** Views open now (each holds back pruning of what it needs). */
+  openViews(): PointView[] {
+    return [...this.views];
   }
 
   /** Waits for the batch in progress, closes views, disks and the journal. */

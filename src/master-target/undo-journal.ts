@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { skipBytes } from '../util/buffers.js';
 import { fsyncDir } from '../util/fsync-dir.js';
+import { damageFor, describeDamage, type JournalDamage } from './journal-damage.js';
 import {
   checkRecordCrc,
   decodeHeader,
@@ -20,6 +21,7 @@ import {
   type JournalRecord,
   JournalRecordType,
 } from './journal-record.js';
+import { RetentionFullError } from './retention-space.js';
 
 export const DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024;
 /** Index granularity: a read looks only at the records listed in the regions it touches. */
@@ -38,7 +40,8 @@ export interface UndoJournalOptions {
   segmentBytes?: number;
   /**
    * Records with seq <= this are known durable (the replica applied them): a tail
-   * cut that would remove one is corruption, not a torn write, and fails the open.
+   * cut that would remove one is corruption, not a torn write: it is kept and named
+   * as damage (see journal-damage.ts) instead of being cut.
    */
   durableThrough?: number;
   logger?: Logger;
@@ -50,6 +53,10 @@ export interface JournalSegment {
   bytes: number;
   /** Every record of the segment in seq order. */
   readonly entries: JournalEntry[];
+  /** Every record's CRC was checked (payloads too), on open, append or verify(). */
+  verified?: boolean;
+  /** Damaged (unparseable) segments only: the highest seq it may hold. */
+  lastSeqBound?: number;
 }
 
 /** What the index keeps of one record (the payload stays in the segment file). */
@@ -90,6 +97,7 @@ export class UndoJournal {
   private _lastSeq = 0;
   /** A failed append could not be rolled back: the file may hold a partial record. */
   private broken: Error | undefined;
+  private damaged: JournalDamage[] = [];
   private closed = false;
 
   private constructor(
@@ -110,7 +118,8 @@ export class UndoJournal {
   }
   /** Seq of the oldest retained record, or undefined when there is none. */
   get firstSeq(): number | undefined {
-    return this.segments[0]?.entries[0]?.seq;
+    const first = this.segments[0];
+    return first?.entries[0]?.seq ?? first?.firstSeq;
   }
   get segmentCount(): number {
     return this.segments.length;
@@ -128,30 +137,49 @@ export class UndoJournal {
       this.segments.push({ firstSeq, path, bytes: (await stat(path)).size, entries: [] });
     }
     let prev: JournalEntry | undefined;
+    let lastSeq = 0;
+    let appendable = true;
     for (let i = 0; i < this.segments.length; i++) {
       const seg = this.segments[i];
-      const isLast = i === this.segments.length - 1;
+      const next = this.segments[i + 1];
+      const isLast = next === undefined;
       // Closed segments were synced when closed: their headers are enough to index them
-      // (payloads are checked when read). The last one may be torn: check every byte.
-      let invalid = (await scanSegment(seg, isLast, prev)).invalid;
-      if (!isLast) {
-        if (invalid) throw corrupt(seg.path, invalid.offset, invalid.reason);
-        if (seg.entries.length === 0) throw corrupt(seg.path, 0, 'empty segment');
-        const tail = seg.entries.at(-1)!;
-        if (tail.flags & FLAG_MORE)
-          throw corrupt(seg.path, tail.fileOffset, `change seq ${tail.seq} is incomplete`);
-      } else {
-        // A change whose last chunk is missing was never synced: cut it whole.
-        const tail = seg.entries.at(-1);
-        if (tail && tail.type === JournalRecordType.BeforeImage && tail.flags & FLAG_MORE) {
-          let offset = tail.fileOffset;
-          while (seg.entries.at(-1)?.seq === tail.seq) offset = seg.entries.pop()!.fileOffset;
-          const reason = `change seq ${tail.seq} is incomplete${invalid ? ` (${invalid.reason})` : ''}`;
-          invalid = { offset, reason };
-        }
-        if (invalid) await this.cutTail(seg, invalid, durableThrough);
+      // (payloads are checked when read or verified). The last one may be torn: check
+      // every byte. Records the replica applied are never cut: a bad one is damage.
+      const scan = await scanSegment(seg, isLast, prev, durableThrough);
+      for (const b of scan.badPayloads)
+        this.addDamage({ ...b, afterSeq: b.entry!.seq - 1, throughSeq: b.entry!.seq });
+      let invalid = scan.invalid;
+      if (isLast) seg.verified = true;
+      // A change whose last chunk is missing: never synced if it is the tail of the last segment.
+      const tail = seg.entries.at(-1);
+      if (tail && tail.type === JournalRecordType.BeforeImage && tail.flags & FLAG_MORE) {
+        let offset = tail.fileOffset;
+        while (seg.entries.at(-1)?.seq === tail.seq) offset = seg.entries.pop()!.fileOffset;
+        const reason = `change seq ${tail.seq} is incomplete${invalid ? ` (${invalid.reason})` : ''}`;
+        invalid = { offset, reason };
       }
-      prev = seg.entries.at(-1) ?? prev;
+      if (!invalid && !isLast && seg.entries.length === 0) invalid = { offset: 0, reason: 'empty segment' };
+      const lastKept = seg.entries.at(-1)?.seq ?? seg.firstSeq - 1;
+      if (invalid && isLast && lastKept >= durableThrough) {
+        await this.cutTail(seg, invalid);
+      } else if (invalid) {
+        // What follows cannot be parsed: records up to the next segment (or, in the last
+        // one, up to what the replica applied) may be missing from the index.
+        const bound = next ? next.firstSeq - 1 : Math.max(durableThrough, lastKept);
+        seg.lastSeqBound = bound;
+        this.addDamage({
+          path: seg.path,
+          offset: invalid.offset,
+          reason: invalid.reason,
+          afterSeq: lastKept,
+          throughSeq: bound,
+        });
+        // Never append after bytes a reader cannot get past: the next batch starts a segment.
+        if (isLast) appendable = false;
+      }
+      lastSeq = Math.max(lastSeq, seg.lastSeqBound ?? 0, seg.entries.at(-1)?.seq ?? 0);
+      prev = invalid ? undefined : (seg.entries.at(-1) ?? prev);
     }
     const last = this.segments.at(-1);
     if (last && last.bytes === 0) {
@@ -161,25 +189,59 @@ export class UndoJournal {
       this.segments.pop();
     }
     for (const seg of this.segments) this.addToIndex(seg.entries);
-    this._lastSeq = prev?.seq ?? 0;
+    this._lastSeq = lastSeq;
     const tail = this.segments.at(-1);
-    if (tail) this.fh = await open(tail.path, 'r+');
+    if (tail && appendable) this.fh = await open(tail.path, 'r+');
   }
 
-  private async cutTail(
-    seg: JournalSegment,
-    invalid: { offset: number; reason: string },
-    durableThrough: number,
-  ): Promise<void> {
-    const lastKept = seg.entries.at(-1)?.seq ?? seg.firstSeq - 1;
-    if (lastKept < durableThrough) {
-      // The record of an applied change would go: that is damage, not a torn append.
-      throw corrupt(
-        seg.path,
-        invalid.offset,
-        `${invalid.reason} (records through seq ${durableThrough} were durable)`,
-      );
+  /** Known damage: records never used; views that need them are refused. */
+  get damage(): readonly JournalDamage[] {
+    return this.damaged;
+  }
+
+  private addDamage(d: JournalDamage): void {
+    if (this.damaged.some((x) => x.path === d.path && x.offset === d.offset)) return;
+    this.damaged.push(d);
+    this.logger?.error(
+      {
+        segment: d.path,
+        offset: d.offset,
+        reason: d.reason,
+        seq: d.entry?.seq,
+        afterSeq: d.afterSeq,
+        throughSeq: d.throughSeq,
+      },
+      describeDamage(d),
+    );
+  }
+
+  /** Why a view of point P cannot be exact with the damage known so far, or undefined. */
+  damageFor(point: number): string | undefined {
+    if (this.damaged.length === 0) return undefined;
+    return damageFor(point, this.damaged, (d, o, l, a) => this.overlapping(d, o, l, a));
+  }
+
+  /**
+   * Checks the CRC of every record a view of point P may read (the records with
+   * seq > P) in segments not checked yet, so that damage is found before a view is
+   * opened rather than in the middle of a read. Each segment is checked at most once
+   * per process (closed segments never change); the last one was checked on open.
+   */
+  async verifyAfter(point: number): Promise<void> {
+    for (const seg of [...this.segments]) {
+      if (seg.verified || (seg.lastSeqBound ?? seg.entries.at(-1)?.seq ?? 0) <= point) continue;
+      try {
+        for (const bad of await verifySegment(seg)) {
+          this.addDamage({ ...bad, afterSeq: bad.entry!.seq - 1, throughSeq: bad.entry!.seq });
+        }
+        seg.verified = true;
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e; // pruned meanwhile
+      }
     }
+  }
+
+  private async cutTail(seg: JournalSegment, invalid: { offset: number; reason: string }): Promise<void> {
     const bytesCut = seg.bytes - invalid.offset;
     this.logger?.warn(
       { segment: seg.path, offset: invalid.offset, bytesCut, reason: invalid.reason },
@@ -229,7 +291,7 @@ export class UndoJournal {
       try {
         await fn();
       } catch (e) {
-        throw appendError(this.dir, e);
+        throw appendError(this.dir, e, Math.max(pos - start, JOURNAL_HEADER_SIZE));
       }
     };
     try {
@@ -298,6 +360,7 @@ export class UndoJournal {
       path: join(this.dir, segmentFileName(firstSeq)),
       bytes: 0,
       entries: [],
+      verified: true, // written by us, synced before use
     };
     this.fh = await open(seg.path, 'wx');
     this.segments.push(seg);
@@ -372,16 +435,19 @@ export class UndoJournal {
     const buf = Buffer.allocUnsafe(size);
     const path = e.segment.path;
     const got = await this.handles.use(path, (fh) => readFully(fh, buf, e.fileOffset));
-    if (got < size) throw corrupt(path, e.fileOffset, 'truncated record');
-    const h = decodeHeader(buf);
-    if (!h.ok) throw corrupt(path, e.fileOffset, h.reason);
-    const x = h.header;
-    if (x.seq !== e.seq || x.disk !== e.disk || x.offset !== e.offset || x.length !== e.length) {
-      throw corrupt(path, e.fileOffset, `record seq ${x.seq} does not match the index (seq ${e.seq})`);
+    const problem = recordProblem(buf, got, e);
+    if (problem) {
+      this.addDamage({
+        path,
+        offset: e.fileOffset,
+        reason: problem,
+        entry: e,
+        afterSeq: e.seq - 1,
+        throughSeq: e.seq,
+      });
+      throw corrupt(path, e.fileOffset, problem);
     }
-    const payload = buf.subarray(JOURNAL_HEADER_SIZE);
-    if (!checkRecordCrc(buf, payload, x.crc)) throw corrupt(path, e.fileOffset, 'crc mismatch');
-    return payload;
+    return buf.subarray(JOURNAL_HEADER_SIZE);
   }
 
   /** The retained record with this seq, if any. */
@@ -450,7 +516,7 @@ export class UndoJournal {
       let bytes = 0;
       while (this.segments.length) {
         const seg = this.segments[0];
-        const last = seg.entries.at(-1)?.seq ?? seg.firstSeq;
+        const last = seg.lastSeqBound ?? seg.entries.at(-1)?.seq ?? seg.firstSeq;
         if (last >= seq) break;
         if (this.segments.length === 1 && this.fh) {
           await this.fh.close();
@@ -459,6 +525,7 @@ export class UndoJournal {
         this.segments.shift();
         this.removeFromIndex(seg);
         this.handles.drop(seg.path);
+        this.damaged = this.damaged.filter((d) => d.path !== seg.path);
         await unlink(seg.path);
         await fsyncDir(this.dir);
         segments++;
@@ -529,15 +596,10 @@ function entryOf(r: JournalRecord, flags: number, segment: JournalSegment, fileO
   };
 }
 
-function appendError(dir: string, e: unknown): Error {
+function appendError(dir: string, e: unknown, neededBytes: number): Error {
   const code = (e as NodeJS.ErrnoException).code;
-  const msg = (e as Error).message;
-  if (code === 'ENOSPC' || code === 'EDQUOT') {
-    return new Error(`retention volume full: cannot append to the undo journal in ${dir}: ${msg}`, {
-      cause: e,
-    });
-  }
-  return new Error(`undo journal append failed in ${dir}: ${msg}`, { cause: e });
+  if (code === 'ENOSPC' || code === 'EDQUOT') return new RetentionFullError(dir, neededBytes, e);
+  return new Error(`undo journal append failed in ${dir}: ${(e as Error).message}`, { cause: e });
 }
 
 /**
@@ -599,42 +661,55 @@ async function readFully(fh: FileHandle, buf: Buffer, position: number): Promise
   return done;
 }
 
+/** A record whose header is intact but whose bytes fail their check. */
+interface BadRecord {
+  path: string;
+  offset: number;
+  reason: string;
+  entry: JournalEntry;
+}
+
 /**
- * Reads a segment's records into seg.entries, stopping at the first invalid one.
- * With `verifyPayloads` every record's CRC is checked (payloads are read); otherwise
- * only headers are read (each has its own CRC) and large payloads are skipped over.
+ * Reads a segment's records into seg.entries, stopping at the first one that cannot be
+ * parsed. With `verifyPayloads` every record's CRC is checked (payloads are read);
+ * otherwise only headers are read (each has its own CRC) and large payloads are skipped
+ * over, except markers (read for their tags). A record with an intact header and a bad
+ * CRC is a torn write if its seq is above durableThrough in a segment being verified
+ * (the scan stops there), and otherwise damage: it is indexed, reported, and skipped.
  */
 async function scanSegment(
   seg: JournalSegment,
   verifyPayloads: boolean,
   before: JournalEntry | undefined,
-): Promise<{ invalid?: { offset: number; reason: string } }> {
+  durableThrough: number,
+): Promise<{ invalid?: { offset: number; reason: string }; badPayloads: BadRecord[] }> {
   const fh = await open(seg.path, 'r');
   const reader = new ChunkReader(fh, seg.bytes);
+  const badPayloads: BadRecord[] = [];
+  const stop = (offset: number, reason: string) => ({ invalid: { offset, reason }, badPayloads });
   try {
     let off = 0;
     let prev = before;
     while (off < seg.bytes) {
-      if (seg.bytes - off < JOURNAL_HEADER_SIZE)
-        return { invalid: { offset: off, reason: 'truncated record header' } };
+      if (seg.bytes - off < JOURNAL_HEADER_SIZE) return stop(off, 'truncated record header');
       const hb = Buffer.from(await reader.at(off, JOURNAL_HEADER_SIZE));
       const h = decodeHeader(hb);
-      if (!h.ok) return { invalid: { offset: off, reason: h.reason } };
+      if (!h.ok) return stop(off, h.reason);
       const x = h.header;
       if (off === 0 && x.seq !== seg.firstSeq) {
-        return {
-          invalid: { offset: off, reason: `first record seq ${x.seq} does not match the segment name` },
-        };
+        return stop(off, `first record seq ${x.seq} does not match the segment name`);
       }
       const problem = sequenceProblem(prev, prev?.seq ?? 0, x.type, x.seq, x);
-      if (problem) return { invalid: { offset: off, reason: problem } };
+      if (problem) return stop(off, problem);
       const end = off + JOURNAL_HEADER_SIZE + x.payloadLength;
-      if (end > seg.bytes) return { invalid: { offset: off, reason: 'truncated record payload' } };
+      if (end > seg.bytes) return stop(off, 'truncated record payload');
       let tag: string | undefined;
+      let bad = false;
       if (verifyPayloads || x.type === JournalRecordType.Marker) {
         const payload = await reader.at(off + JOURNAL_HEADER_SIZE, x.payloadLength);
-        if (!checkRecordCrc(hb, payload, x.crc)) return { invalid: { offset: off, reason: 'crc mismatch' } };
-        if (x.type === JournalRecordType.Marker) tag = payload.toString('utf8');
+        bad = !checkRecordCrc(hb, payload, x.crc);
+        if (bad && verifyPayloads && x.seq > durableThrough) return stop(off, 'crc mismatch');
+        if (x.type === JournalRecordType.Marker) tag = bad ? '' : payload.toString('utf8');
       }
       prev = {
         type: x.type,
@@ -649,12 +724,53 @@ async function scanSegment(
         ...(tag === undefined ? {} : { tag }),
       };
       seg.entries.push(prev);
+      if (bad) badPayloads.push({ path: seg.path, offset: off, reason: 'crc mismatch', entry: prev });
       off = end;
     }
-    return {};
+    return { badPayloads };
   } finally {
     await fh.close();
   }
+}
+
+/** Reads every indexed record of a segment back and checks it; the bad ones. */
+async function verifySegment(seg: JournalSegment): Promise<BadRecord[]> {
+  const fh = await open(seg.path, 'r');
+  const reader = new ChunkReader(fh, seg.bytes);
+  const bad: BadRecord[] = [];
+  try {
+    for (const e of [...seg.entries]) {
+      const size = JOURNAL_HEADER_SIZE + payloadBytes(e);
+      const got = e.fileOffset + size <= seg.bytes ? await reader.at(e.fileOffset, size) : Buffer.alloc(0);
+      const problem = recordProblem(got, got.length, e);
+      if (problem) bad.push({ path: seg.path, offset: e.fileOffset, reason: problem, entry: e });
+    }
+  } finally {
+    await fh.close();
+  }
+  return bad;
+}
+
+/** Payload bytes of an indexed record: a stored before-image's length, a marker's tag. */
+function payloadBytes(e: JournalEntry): number {
+  if (e.type === JournalRecordType.Marker) return Buffer.byteLength(e.tag ?? '', 'utf8');
+  return e.flags & FLAG_ZERO ? 0 : e.length;
+}
+
+/** Why the bytes read for entry e (got of them) are not that record, or undefined. */
+function recordProblem(buf: Buffer, got: number, e: JournalEntry): string | undefined {
+  const size = JOURNAL_HEADER_SIZE + payloadBytes(e);
+  if (got < size) return 'truncated record';
+  const h = decodeHeader(buf.subarray(0, JOURNAL_HEADER_SIZE));
+  if (!h.ok) return h.reason;
+  const x = h.header;
+  if (x.seq !== e.seq || x.disk !== e.disk || x.offset !== e.offset || x.length !== e.length) {
+    return `record seq ${x.seq} does not match the index (seq ${e.seq})`;
+  }
+  if (x.payloadLength !== size - JOURNAL_HEADER_SIZE)
+    return `record seq ${x.seq} does not match the index (payload length)`;
+  if (!checkRecordCrc(buf, buf.subarray(JOURNAL_HEADER_SIZE, size), x.crc)) return 'crc mismatch';
+  return undefined;
 }
 
 /** Buffered positional reads that move forward through a file, skipping what is not asked for. */

@@ -38,6 +38,12 @@ export enum FrameType {
   Heartbeat = 6,
   /** The protected machine's disks (id, size, name): sent before the first change of a stream. */
   Disks = 7,
+  /** Resync: the block hashes of a range of a replica disk, please (agent -> process server -> master target). */
+  HashRequest = 8,
+  /** Resync: the answer to a hash request, as of the replica's applied seq. */
+  BlockHashes = 9,
+  /** Agent -> process server: relay the master target's acks to me; the reverse: durable there through seq. */
+  Replicated = 10,
 }
 
 const FRAME_TYPE_NAMES: Record<FrameType, string> = {
@@ -48,6 +54,9 @@ const FRAME_TYPE_NAMES: Record<FrameType, string> = {
   [FrameType.Error]: 'error',
   [FrameType.Heartbeat]: 'heartbeat',
   [FrameType.Disks]: 'disks',
+  [FrameType.HashRequest]: 'hash request',
+  [FrameType.BlockHashes]: 'block hashes',
+  [FrameType.Replicated]: 'replicated',
 };
 
 export function frameTypeName(type: number): string {
@@ -264,7 +273,14 @@ export interface DiskInfo {
 }
 
 export interface HeartbeatPayload {
+  /** The sender's clock; for a position heartbeat, the source time it speaks for (ms). */
   time: number;
+  /**
+   * Position heartbeat: every change the protected machine made before `time` has a
+   * sequence number <= throughSeq, and the sender has already sent all of them on this
+   * connection. Absent: a plain clock heartbeat (8-byte payload, as version 1 peers send).
+   */
+  throughSeq?: number;
 }
 
 /** Codes carried by error frames. */
@@ -508,19 +524,23 @@ export function decodeError(payload: Buffer): ErrorPayload {
   return { code, message };
 }
 
-// heartbeat: time u64
+// heartbeat: time u64, then throughSeq u64 for a position heartbeat (16 bytes in all)
 export function encodeHeartbeat(h: HeartbeatPayload): Buffer {
   checkU64(h.time, 'heartbeat time');
-  const b = Buffer.alloc(8);
+  if (h.throughSeq !== undefined) checkU64(h.throughSeq, 'heartbeat throughSeq');
+  const b = Buffer.alloc(h.throughSeq === undefined ? 8 : 16);
   b.writeBigUInt64BE(BigInt(h.time), 0);
+  if (h.throughSeq !== undefined) b.writeBigUInt64BE(BigInt(h.throughSeq), 8);
   return b;
 }
 
 export function decodeHeartbeat(payload: Buffer): HeartbeatPayload {
   const r = new Reader(payload, 'heartbeat');
   const time = r.u64('time');
+  if (payload.length === 8) return { time };
+  const throughSeq = r.u64('throughSeq');
   r.done();
-  return { time };
+  return { time, throughSeq };
 }
 
 /** Error messages are cut to fit a u16 string without splitting a UTF-8 sequence. */
@@ -573,4 +593,142 @@ export function decodeDisks(payload: Buffer): DiskInfo[] {
 /** A protected machine's id as streams carry it: also a directory name at the receivers. */
 export function isValidMachineId(id: string): boolean {
   return /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(id);
+}
+
+// ---- resync: block hashes --------------------------------------------------------------------
+
+/** Resync hashes blocks of a power-of-two size in this range (64 KiB by default). */
+export const MIN_HASH_BLOCK = 4096;
+export const MAX_HASH_BLOCK = 1024 * 1024;
+/** Most blocks in one request (a 16384-block answer is at most 147 KiB). */
+export const MAX_HASH_COUNT = 16384;
+
+export interface HashRange {
+  /** Chosen by the requester; the answer carries it back. */
+  requestId: number;
+  disk: number;
+  blockSize: number;
+  /** A multiple of blockSize. */
+  offset: number;
+  count: number;
+}
+
+export interface HashRequestPayload extends HashRange {
+  /** Answer only once the replica has applied every change through this seq. */
+  afterSeq: number;
+}
+
+/** One block of a replica disk: all zeroes (or a hole), or data with its xxh64. */
+export type BlockHash = { zero: true } | { zero: false; hash: bigint };
+
+export interface BlockHashesPayload extends HashRange {
+  /** The replica's applied seq when the blocks were read. */
+  appliedThrough: number;
+  /** One per block, in order; fewer than count when the range ends at the disk's end. */
+  blocks: BlockHash[];
+}
+
+const HASH_RANGE_SIZE = 24;
+
+function checkHashRange(r: HashRange, what: string): void {
+  checkUint(r.requestId, 32, `${what} requestId`);
+  checkUint(r.disk, 16, `${what} disk`);
+  checkU64(r.offset, `${what} offset`);
+  const bs = r.blockSize;
+  if (!Number.isInteger(bs) || bs < MIN_HASH_BLOCK || bs > MAX_HASH_BLOCK || (bs & (bs - 1)) !== 0) {
+    throw new FrameError(
+      `${what} block size ${bs} is not a power of two in ${MIN_HASH_BLOCK}..${MAX_HASH_BLOCK}`,
+    );
+  }
+  if (!Number.isInteger(r.count) || r.count < 1 || r.count > MAX_HASH_COUNT) {
+    throw new FrameError(`${what} block count ${r.count} is not in 1..${MAX_HASH_COUNT}`);
+  }
+  if (r.offset % bs !== 0) throw new FrameError(`${what} offset ${r.offset} is not a multiple of ${bs}`);
+  if (r.offset + r.count * bs > Number.MAX_SAFE_INTEGER) {
+    throw new FrameError(`${what} range exceeds 2^53 - 1`);
+  }
+}
+
+function writeHashRange(b: Buffer, r: HashRange): void {
+  b.writeUInt32BE(r.requestId, 0);
+  b.writeUInt16BE(r.disk, 4);
+  b.writeUInt16BE(0, 6);
+  b.writeUInt32BE(r.blockSize, 8);
+  b.writeUInt32BE(r.count, 12);
+  b.writeBigUInt64BE(BigInt(r.offset), 16);
+}
+
+function readHashRange(r: Reader, what: string): HashRange {
+  const requestId = r.u32('requestId');
+  const disk = r.u16('disk');
+  const reserved = r.u16('reserved');
+  const blockSize = r.u32('block size');
+  const count = r.u32('count');
+  const offset = r.u64('offset');
+  if (reserved !== 0) throw new FrameError(`${what} reserved field is ${reserved}, not 0`);
+  const req = { requestId, disk, blockSize, count, offset };
+  checkHashRange(req, what);
+  return req;
+}
+
+// hash request: requestId u32, disk u16, reserved u16, blockSize u32, count u32, offset u64,
+// afterSeq u64
+export function encodeHashRequest(r: HashRequestPayload): Buffer {
+  checkHashRange(r, 'hash request');
+  checkU64(r.afterSeq, 'hash request afterSeq');
+  const b = Buffer.alloc(HASH_RANGE_SIZE + 8);
+  writeHashRange(b, r);
+  b.writeBigUInt64BE(BigInt(r.afterSeq), HASH_RANGE_SIZE);
+  return b;
+}
+
+export function decodeHashRequest(payload: Buffer): HashRequestPayload {
+  const r = new Reader(payload, 'hash request');
+  const range = readHashRange(r, 'hash request');
+  const afterSeq = r.u64('afterSeq');
+  r.done();
+  return { ...range, afterSeq };
+}
+
+// block hashes: the request's 24 bytes, appliedThrough u64, then per block a state u8
+// (0 = zeroes, 1 = data) and, for data, its xxh64 as u64
+export function encodeBlockHashes(h: BlockHashesPayload): Buffer {
+  checkHashRange(h, 'block hashes');
+  checkU64(h.appliedThrough, 'block hashes appliedThrough');
+  if (h.blocks.length > h.count) {
+    throw new FrameError(`block hashes carry ${h.blocks.length} blocks for a count of ${h.count}`);
+  }
+  const dataBlocks = h.blocks.reduce((n, x) => n + (x.zero ? 0 : 1), 0);
+  const b = Buffer.alloc(HASH_RANGE_SIZE + 8 + h.blocks.length + dataBlocks * 8);
+  writeHashRange(b, h);
+  b.writeBigUInt64BE(BigInt(h.appliedThrough), HASH_RANGE_SIZE);
+  let at = HASH_RANGE_SIZE + 8;
+  for (const x of h.blocks) {
+    if (x.zero) at = b.writeUInt8(0, at);
+    else {
+      at = b.writeUInt8(1, at);
+      at = b.writeBigUInt64BE(x.hash, at);
+    }
+  }
+  return b;
+}
+
+export function decodeBlockHashes(payload: Buffer): BlockHashesPayload {
+  const r = new Reader(payload, 'block hashes');
+  const range = readHashRange(r, 'block hashes');
+  const appliedThrough = r.u64('appliedThrough');
+  const blocks: BlockHash[] = [];
+  while (r.at < payload.length) {
+    if (blocks.length >= range.count) {
+      throw new FrameError(`block hashes carry more than their count of ${range.count} blocks`);
+    }
+    const state = r.u8(`block ${blocks.length} state`);
+    if (state === 0) blocks.push({ zero: true });
+    else if (state === 1) {
+      r.need(8, `block ${blocks.length} hash`);
+      blocks.push({ zero: false, hash: payload.readBigUInt64BE(r.at) });
+      r.at += 8;
+    } else throw new FrameError(`block hashes: block ${blocks.length} has unknown state ${state}`);
+  }
+  return { ...range, appliedThrough, blocks };
 }

@@ -8,12 +8,14 @@ import type { Logger } from 'pino';
 import type { ChangeLog } from '../changelog/change-log.js';
 import { LogTailer } from '../changelog/log-tailer.js';
 import { type LogRecord, parseMarkerPayload, RecordType } from '../changelog/record.js';
+import { logBytesAfter, recordLogBytes } from './backlog.js';
 import { CompressionPolicy, type CompressMode } from './compression-policy.js';
 import {
   decodeAck,
   decodeError,
   decodeHello,
   encodeChange,
+  encodeHeartbeat,
   encodeHello,
   encodeMarker,
   type Frame,
@@ -22,6 +24,7 @@ import {
   WireErrorCode,
 } from './frame.js';
 import { type CompressionStats, FramePipeline, newCompressionStats } from './frame-pipeline.js';
+import { type PositionHeartbeat, StreamFreshness } from './stream-freshness.js';
 import type { FrameConnection } from './tls-endpoint.js';
 
 export interface LogStreamerOptions {
@@ -38,6 +41,8 @@ export interface LogStreamerOptions {
   onAck: (seq: number) => Promise<void>;
   /** Records are written but not durable and nothing else will sync them: do it. */
   makeDurable?: () => Promise<void>;
+  /** Frames of other types from the receiver; throw to close the connection (default: all refused). */
+  onFrame?: (f: Frame) => Promise<void>;
   /** For log lines: 'shipper', 'forwarder'. */
   what: string;
   logger: Logger;
@@ -59,6 +64,13 @@ export interface StreamerStatus {
   sentThrough: number;
   /** Log bytes not yet acknowledged (payload bytes of records after ackedThrough that are written). */
   unackedBytes: number;
+  /**
+   * Bytes of the log (as in its files: headers and payloads) after what the receiver has
+   * acknowledged: sent and unacknowledged, and not yet sent. See docs/protocol.md.
+   */
+  backlogBytes: number;
+  /** Source time (ms) through which the receiver provably holds every change; undefined until known. */
+  receiverCurrentAsOf?: number;
   lastError?: string;
   /** Frames sent and what lz4 saved, since start. */
   compression: CompressionStats;
@@ -107,9 +119,17 @@ export class LogStreamer {
   private acked = 0;
   private sent = 0;
   private lastError: string | undefined;
-  /** Records sent and not yet acknowledged: seq and payload bytes, in order. */
-  private inflight: { seq: number; bytes: number }[] = [];
+  /** Records sent and not yet acknowledged: seq, payload bytes, log bytes and source time, in order. */
+  private inflight: { seq: number; bytes: number; logBytes: number; time: number }[] = [];
   private inflightBytes = 0;
+  private inflightLogBytes = 0;
+  /** Log bytes of records read from the log and not yet sent. */
+  private readAheadLogBytes = 0;
+  /** The current (or last) session's reader: where the unsent part of the log starts. */
+  private tailer: LogTailer | undefined;
+  /** The connection whose hellos are done and whose sent/acked counters are current. */
+  private streaming: FrameConnection | undefined;
+  private readonly freshness = new StreamFreshness();
   private wakeWindow: (() => void) | undefined;
   /** Per stream, across reconnects: whether lz4 pays for this machine's data. */
   private readonly policy: CompressionPolicy;
@@ -136,9 +156,41 @@ export class LogStreamer {
       ackedThrough: this.acked,
       sentThrough: this.sent,
       unackedBytes: this.inflightBytes,
+      backlogBytes: this.backlogBytes(),
+      receiverCurrentAsOf: this.freshness.currentAsOf,
       lastError: this.lastError,
       compression: { ...this.compression },
     };
+  }
+
+  private backlogBytes(): number {
+    const log = this.opts.log;
+    const next = this.tailer?.next ?? log.trimmedThrough + 1;
+    const unread =
+      next >= log.nextSeq ? 0 : logBytesAfter(log.segmentsSnapshot(), log.bytes, this.tailer?.position, next);
+    return this.inflightLogBytes + this.readAheadLogBytes + unread;
+  }
+
+  /**
+   * A position heartbeat to pass to the receiver once every record through its seq has
+   * been sent on the current connection (it never overtakes them).
+   */
+  offerHeartbeat(hb: PositionHeartbeat): void {
+    this.freshness.offer(hb);
+    void this.sendHeartbeat();
+  }
+
+  private async sendHeartbeat(): Promise<void> {
+    const conn = this.streaming;
+    if (!conn) return;
+    const hb = this.freshness.takeSendable(this.sent);
+    if (!hb) return;
+    try {
+      await conn.send(FrameType.Heartbeat, encodeHeartbeat(hb));
+      this.freshness.sent(hb, this.acked);
+    } catch {
+      // The connection is going; the next heartbeat goes out on the next one.
+    }
   }
 
   private async run(): Promise<void> {
@@ -190,14 +242,21 @@ export class LogStreamer {
     this.sent = from - 1;
     this.inflight = [];
     this.inflightBytes = 0;
+    this.inflightLogBytes = 0;
+    this.readAheadLogBytes = 0;
+    this.tailer = new LogTailer(log, from);
+    this.freshness.acked(this.acked);
+    this.streaming = conn;
     logger.info({ resumeFrom: from }, `${this.opts.what}: streaming`);
     const session = { ended: false };
     const receiving = this.receiveAcks(conn, frames);
-    const sending = this.send(conn, new LogTailer(log, from), session);
+    const sending = this.send(conn, this.tailer, session);
+    void this.sendHeartbeat();
     try {
       await Promise.race([sending, receiving]);
     } finally {
       session.ended = true;
+      if (this.streaming === conn) this.streaming = undefined;
       this.wakeWindow?.();
       conn.close();
       await Promise.allSettled([sending, receiving]);
@@ -241,6 +300,7 @@ export class LogStreamer {
         if (conn.socket.destroyed) return;
         continue;
       }
+      for (const r of records) this.readAheadLogBytes += recordLogBytes(r.payload.length);
       for (const r of records) {
         while (this.inflightBytes > window && live()) {
           await new Promise<void>((resolve) => {
@@ -249,12 +309,16 @@ export class LogStreamer {
         }
         if (!live()) return;
         const f = encodeRecordFrame(r);
+        const logBytes = recordLogBytes(r.payload.length);
         await out.push(f.type, f.payload, () => {
           this.sent = r.seq;
         });
-        this.inflight.push({ seq: r.seq, bytes: r.payload.length });
+        this.inflight.push({ seq: r.seq, bytes: r.payload.length, logBytes, time: r.time });
         this.inflightBytes += r.payload.length;
+        this.inflightLogBytes += logBytes;
+        this.readAheadLogBytes -= logBytes;
       }
+      await this.sendHeartbeat();
     }
   }
 
@@ -271,8 +335,14 @@ export class LogStreamer {
         }
         if (seq <= this.acked) continue;
         this.acked = seq;
-        while (this.inflight.length && this.inflight[0]!.seq <= seq)
-          this.inflightBytes -= this.inflight.shift()!.bytes;
+        let newestTime: number | undefined;
+        while (this.inflight.length && this.inflight[0]!.seq <= seq) {
+          const done = this.inflight.shift()!;
+          this.inflightBytes -= done.bytes;
+          this.inflightLogBytes -= done.logBytes;
+          newestTime = Math.max(newestTime ?? 0, done.time);
+        }
+        this.freshness.acked(seq, newestTime);
         this.wakeWindow?.();
         this.wakeWindow = undefined;
         await this.opts.onAck(seq).catch((e: Error) => {
@@ -282,8 +352,16 @@ export class LogStreamer {
         const e = decodeError(f.payload);
         throw new Error(`peer closed the stream: ${e.message} (error code ${e.code})`);
       } else if (f.type !== FrameType.Heartbeat) {
-        conn.close(`unexpected frame type ${f.type} from the receiver`, WireErrorCode.Protocol);
-        break;
+        const refused = this.opts.onFrame
+          ? await this.opts.onFrame(f).then(
+              () => undefined,
+              (e: Error) => e.message,
+            )
+          : `unexpected frame type ${f.type} from the receiver`;
+        if (refused !== undefined) {
+          conn.close(refused, WireErrorCode.Protocol);
+          break;
+        }
       }
     }
     throw new Error(`connection closed${conn.closeReason ? `: ${conn.closeReason}` : ''}`);

@@ -4,13 +4,13 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { promisify } from 'node:util';
-import { initCa, issueCert } from '../../src/pki/ca.js';
 import { type RunningAgent, runCli, startAgent } from '../support/agent-process.js';
-import { killChild, type RunningComponent, startComponent } from '../support/component-process.js';
+import { killChild, type RunningComponent } from '../support/component-process.js';
+import { deploymentTls, startRecoverySite } from '../support/deployment.js';
 import { TestNbdClient } from '../support/nbd-client.js';
 import { scratchDir, sparseImage } from '../support/tmp.js';
 
@@ -31,24 +31,10 @@ describe('rebound master-target points | view | export', { timeout: 180_000 }, (
   });
 
   test('points list the bookmarks; a view and an export of a point equal the source at that point', async () => {
-    const tls = join(dir, 'tls');
-    await initCa(join(dir, 'ca'));
-    for (const [role, name] of [
-      ['agent', 'a1'],
-      ['process-server', 'ps1'],
-      ['master-target', 'mt1'],
-    ] as const) {
-      await issueCert(join(dir, 'ca'), { role, name, outDir: tls });
-    }
-    const mtData = join(dir, 'mt');
-    mt = await startComponent('master-target', [
-      ...['--data-dir', mtData, '--retention-dir', join(dir, 'retention')],
-      ...['--tls-dir', tls, '--name', 'mt1'],
-    ]);
-    ps = await startComponent('process-server', [
-      ...['--data-dir', join(dir, 'ps'), '--tls-dir', tls, '--name', 'ps1'],
-      ...['--master-target', `127.0.0.1:${mt.port}`],
-    ]);
+    const tls = await deploymentTls(dir);
+    const site = await startRecoverySite(dir, tls);
+    ({ mt, ps } = site);
+    const mtData = site.mtData;
     const dataDir = join(dir, 'agent');
     const disk = sparseImage(join(dir, 'disk.img'), DISK);
     agent = await startAgent([
@@ -114,6 +100,52 @@ describe('rebound master-target points | view | export', { timeout: 180_000 }, (
     assert.ok(readFileSync(copy).equals(atBookmark), 'the view of the bookmark differs from the source then');
     const closed = await runCli(['master-target', 'view', '--data-dir', mtData, '--close', String(view.id)]);
     assert.equal(closed.stdout.trim(), `view ${view.id} closed`);
+
+    // A copy-on-write view (a test failover writes to its disks): writes read back, unaligned
+    // ones merged with the point's bytes; the point itself is untouched.
+    const w = await runCli(
+      ['master-target', 'view', '--json', '--writable', '--data-dir', mtData].concat([
+        '--machine',
+        machine,
+        '--point',
+        'latest-app',
+      ]),
+    );
+    assert.equal(w.code, 0, w.stderr);
+    const cow = JSON.parse(w.stdout) as { id: number; url: string; writable: boolean };
+    assert.equal(cow.writable, true);
+    const io = (cmd: string) => exec('qemu-io', ['-f', 'raw', '-c', cmd, `${cow.url}/root`]);
+    await io('write -P 0x5a 1000 10000');
+    await io('write -z 65536 4096');
+    const cowCopy = join(dir, 'cow.img');
+    await exec('qemu-img', ['convert', '-f', 'raw', '-O', 'raw', `${cow.url}/root`, cowCopy]);
+    const expected = Buffer.from(atBookmark);
+    expected.fill(0x5a, 1000, 11000);
+    expected.fill(0, 65536, 65536 + 4096);
+    assert.ok(readFileSync(cowCopy).equals(expected), 'the copy-on-write view does not read back its writes');
+    const cowClosed = await runCli([
+      'master-target',
+      'view',
+      '--data-dir',
+      mtData,
+      '--close',
+      String(cow.id),
+    ]);
+    assert.equal(cowClosed.code, 0, cowClosed.stderr);
+    assert.deepEqual(readdirSync(join(mtData, 'scratch')), [], 'the scratch file was not removed');
+    const reopened = await runCli(
+      ['master-target', 'view', '--json', '--data-dir', mtData].concat([
+        '--machine',
+        machine,
+        '--point',
+        'latest-app',
+      ]),
+    );
+    const fresh = JSON.parse(reopened.stdout) as { id: number; url: string };
+    const freshCopy = join(dir, 'fresh.img');
+    await exec('qemu-img', ['convert', '-f', 'raw', '-O', 'raw', `${fresh.url}/root`, freshCopy]);
+    assert.ok(readFileSync(freshCopy).equals(atBookmark), 'the writes reached the point');
+    await runCli(['master-target', 'view', '--data-dir', mtData, '--close', String(fresh.id)]);
 
     // An export by time, and of the latest point.
     const byTime = join(dir, 'by-time.img');

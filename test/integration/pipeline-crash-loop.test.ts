@@ -8,6 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
+import { callAgent } from '../../src/agent/control-server.js';
 import { Replica } from '../../src/master-target/replica.js';
 import { initCa, issueCert } from '../../src/pki/ca.js';
 import { type RunningAgent, runCli, startAgent } from '../support/agent-process.js';
@@ -22,8 +23,21 @@ import { prng } from '../support/prng.js';
 import { scratchDir, sparseImage } from '../support/tmp.js';
 
 const MiB = 1024 * 1024;
+
+async function waitProtected(dataDir: string): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const s = (await callAgent(dataDir, 'GET', '/status')).body as {
+      replication?: { resync: { state: string; passes: number } };
+    };
+    const r = s.replication?.resync;
+    if (r && r.state === 'idle' && r.passes > 0) return;
+    assert.ok(Date.now() < deadline, `the initial copy did not end: ${JSON.stringify(r)}`);
+    await new Promise((res) => setTimeout(res, 100));
+  }
+}
 const DISK = 32 * MiB;
-const ROUNDS = 12;
+const ROUNDS = 20;
 
 describe('replication under SIGKILL of agent, process server and master target', { timeout: 420_000 }, () => {
   const { dir, cleanup } = scratchDir('pipecrash');
@@ -76,6 +90,8 @@ describe('replication under SIGKILL of agent, process server and master target',
       for (const kind of ['master-target', 'process-server'] as const) {
         running[kind] ??= await startComponent(kind, args[kind], ports[kind]);
       }
+      // Bookmarks are recovery points once the initial copy has ended.
+      if (round === 0) await waitProtected(dataDir);
       const client = await TestNbdClient.connect({ port: agent.port }, 'd');
       // A quiet point: changes, flush, bookmark, save the disk as it is now.
       for (let i = 0; i < 30; i++) await randomChange(client);

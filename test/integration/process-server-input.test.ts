@@ -11,6 +11,7 @@ import {
   decodeAck,
   decodeHello,
   encodeChange,
+  encodeHeartbeat,
   encodeHello,
   type Frame,
   FrameType,
@@ -127,5 +128,20 @@ describe('process server: bad input', { timeout: 60_000 }, () => {
         [2, RecordType.Write, 2],
       ],
     );
+  });
+
+  test('a malformed heartbeat closes the stream, naming it; a position heartbeat is kept for the machine', async () => {
+    const c = await connect();
+    await c.send(FrameType.Hello, hello('m2'));
+    await c.send(FrameType.Heartbeat, encodeHeartbeat({ time: 1234, throughSeq: 0 }));
+    await c.send(FrameType.Heartbeat, Buffer.alloc(12));
+    await frames(c);
+    assert.equal(
+      c.closeReason,
+      'peer closed the connection: heartbeat payload is 12 bytes: too short for its throughSeq (error code 1)',
+    );
+    const m2 = ps.status().find((m) => m.machineId === 'm2');
+    assert.equal(m2?.lastHeartbeat?.time, 1234);
+    assert.equal(m2?.lastHeartbeat?.throughSeq, 0);
   });
 });

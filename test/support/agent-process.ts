@@ -11,6 +11,8 @@ export interface RunningAgent {
   url: string;
   /** Everything the agent wrote to stderr so far (its structured log). */
   stderr: () => string;
+  /** Everything it printed on stdout so far (the ready line, the metrics address). */
+  stdout: () => string;
   /** SIGTERM and wait for a clean exit. */
   stop: () => Promise<number | null>;
   /** SIGKILL and wait until the process is gone. */
@@ -52,6 +54,7 @@ export async function startAgent(args: string[], timeoutMs = 20_000): Promise<Ru
     port,
     url: `nbd://127.0.0.1:${port}`,
     stderr: () => err,
+    stdout: () => out,
     stop: async () => {
       if (child.exitCode !== null) return child.exitCode;
       child.kill('SIGTERM');

@@ -9,6 +9,8 @@ export interface RunningComponent {
   child: ChildProcess;
   port: number;
   stderr: () => string;
+  /** Everything it printed on stdout so far (the ready line, the metrics address). */
+  stdout: () => string;
   /** SIGTERM and wait for the exit code. */
   stop: () => Promise<number | null>;
 }
@@ -48,6 +50,7 @@ export async function startComponent(
     child,
     port: ready,
     stderr: () => err,
+    stdout: () => out,
     stop: async () => {
       if (child.exitCode === null && child.signalCode === null) {
         child.kill('SIGTERM');

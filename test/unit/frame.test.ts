@@ -6,17 +6,21 @@ import { crc32c } from '@node-rs/crc32';
 import {
   type ChangePayload,
   decodeAck,
+  decodeBlockHashes,
   decodeChange,
   decodeDisks as decodeDiskList,
   decodeError,
+  decodeHashRequest,
   decodeHeartbeat,
   decodeHello,
   decodeMarker,
   encodeAck,
+  encodeBlockHashes,
   encodeChange,
   encodeDisks as encodeDiskList,
   encodeError,
   encodeFrame,
+  encodeHashRequest,
   encodeHeartbeat,
   encodeHello,
   encodeMarker,
@@ -426,5 +430,45 @@ describe('disks payload', () => {
     assert.throws(() => decodeDiskList(trailing), {
       message: 'disks payload has 1 unexpected trailing bytes',
     });
+  });
+});
+
+describe('hash request and block hashes payloads', () => {
+  const req = { requestId: 7, disk: 2, blockSize: 65536, offset: 65536 * 3, count: 4, afterSeq: 99 };
+
+  test('round-trips', () => {
+    assert.deepEqual(decodeHashRequest(encodeHashRequest(req)), req);
+    const blocks = [{ zero: true as const }, { zero: false as const, hash: 0xfedcba9876543210n }];
+    const { afterSeq: _, ...range } = req;
+    const h = { ...range, appliedThrough: 55, blocks };
+    assert.deepEqual(decodeBlockHashes(encodeBlockHashes(h)), h);
+    // zero blocks cost one byte, data blocks nine
+    assert.equal(encodeBlockHashes(h).length, 32 + 1 + 9);
+  });
+
+  test('refuses bad ranges and states, naming them', () => {
+    assert.throws(
+      () => encodeHashRequest({ ...req, blockSize: 3000 }),
+      /block size 3000 is not a power of two/,
+    );
+    assert.throws(() => encodeHashRequest({ ...req, offset: 100 }), /offset 100 is not a multiple of 65536/);
+    assert.throws(() => encodeHashRequest({ ...req, count: 0 }), /block count 0 is not in 1\.\.16384/);
+    const b = encodeHashRequest(req);
+    b.writeUInt32BE(1 << 21, 8);
+    assert.throws(() => decodeHashRequest(b), /block size 2097152/);
+    const { afterSeq: _, ...range } = req;
+    const h = encodeBlockHashes({ ...range, appliedThrough: 1, blocks: [{ zero: true }] });
+    h[32] = 5;
+    assert.throws(() => decodeBlockHashes(h), /block 0 has unknown state 5/);
+    const short = encodeBlockHashes({ ...range, appliedThrough: 1, blocks: [{ zero: false, hash: 1n }] });
+    assert.throws(
+      () => decodeBlockHashes(short.subarray(0, short.length - 1)),
+      /too short for its block 0 hash/,
+    );
+    const tooMany = encodeBlockHashes({ ...range, count: 1, appliedThrough: 1, blocks: [{ zero: true }] });
+    assert.throws(
+      () => decodeBlockHashes(Buffer.concat([tooMany, Buffer.from([0])])),
+      /more than their count of 1/,
+    );
   });
 });

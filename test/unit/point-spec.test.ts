@@ -36,3 +36,16 @@ describe('resolvePoint', () => {
     });
   });
 });
+
+it('a point inside a resync is refused with the reason', () => {
+  const src = {
+    appliedThrough: 50,
+    oldestPoint: 0,
+    recoveryPoints: () => [],
+    pointAtTime: () => 50,
+    pointProblem: (seq: number) =>
+      seq >= 40 ? `point ${seq} is inside the resync in progress since seq 40` : undefined,
+  };
+  assert.throws(() => resolvePoint('latest', src), /point 50 is inside the resync in progress since seq 40/);
+  assert.throws(() => resolvePoint('2026-11-23T08:00:00Z', src), /inside the resync/);
+});

@@ -561,48 +561,94 @@ describe('Replica', () => {
     }
   });
 
-  it('a flipped byte in the journal is a named error on a view read, never used', async () => {
+  it('a flipped byte in the journal is a named error, never used; points that do not need it still work', async () => {
     const opts = layout(DISK, 1 << 30);
     const replica = await Replica.open(opts);
-    await replica.applyBatch([w(1, 1, 0, randomBytes(4096))]);
-    await replica.applyBatch([w(2, 1, 0, randomBytes(4096))]);
+    const zeroth = Buffer.alloc(4096);
+    const first = randomBytes(4096);
+    const second = randomBytes(4096);
+    await replica.applyBatch([w(1, 1, 0, first)]);
+    await replica.applyBatch([w(2, 1, 0, second)]);
+    await replica.applyBatch([w(3, 1, 8192, randomBytes(4096))]);
     await replica.close();
     const seg = join(opts.retentionDir, segmentFileName(1));
     // Record 1 is a zero before-image (48 bytes); record 2 at offset 48 holds seq 1's data.
     const bytes = readFileSync(seg);
     bytes[JOURNAL_HEADER_SIZE + JOURNAL_HEADER_SIZE + 1000] ^= 0x01;
     writeFileSync(seg, bytes);
-    // In the last segment the open-time check finds it; a record the replica applied
-    // is not a torn tail, so the open fails instead of cutting it.
-    const again = await Replica.open(opts).catch((e: Error) => e);
-    assert.ok(again instanceof Error);
-    assert.equal(
-      again.message,
-      `undo journal corrupt: ${seg} at offset ${JOURNAL_HEADER_SIZE}: crc mismatch (records through seq 2 were durable)`,
-    );
-    // In a closed (non-last) segment the damage is found only when a view reads it.
+    // In the last segment the open-time check finds it; a record the replica applied is
+    // not a torn tail: it is kept, named, and never used.
+    const again = await Replica.open(opts);
+    assert.equal(statSync(seg).size, bytes.length, 'nothing was cut');
+    const named = `undo journal corrupt: ${seg} at offset ${JOURNAL_HEADER_SIZE}: crc mismatch (seq 2)`;
+    assert.throws(() => again.openView(1), {
+      message: `recovery point 1 needs the before-image of seq 2 that cannot be used: ${named}`,
+    });
+    // Point 0 reads that range from seq 1's before-image (zeroes): it does not need seq 2.
+    const v0 = again.openView(0);
+    assert.ok((await v0.read(1, 0, 4096)).equals(zeroth));
+    v0.close();
+    assert.deepEqual(again.healthProblems(), [
+      {
+        code: 'undo-journal-corrupt',
+        message: `${named}: views of points that need it are refused; points after it are not affected`,
+      },
+    ]);
+    for (const [p, want] of [
+      [2, second],
+      [3, second],
+    ] as const) {
+      const v = again.openView(p);
+      assert.ok((await v.read(1, 0, 4096)).equals(want), `view of ${p}`);
+      v.close();
+    }
+    await again.checkPoint(2);
+    await assert.rejects(again.checkPoint(1), /needs the before-image of seq 2/);
+    // Replication goes on.
+    await again.applyBatch([w(4, 1, 0, randomBytes(4096))]);
+    const v3 = again.openView(3);
+    assert.ok((await v3.read(1, 0, 4096)).equals(second));
+    v3.close();
+    await again.close();
+
+    // In a closed (non-last) segment a payload is checked before a view that may read it
+    // opens (checkPoint), or when read: either way a named error, never its bytes.
     const opts2 = layout(DISK, 10); // one segment per batch
     const r2 = await Replica.open(opts2);
-    const first = randomBytes(4096);
     await r2.applyBatch([w(1, 1, 0, first)]);
     await r2.applyBatch([w(2, 1, 0, randomBytes(4096))]);
     await r2.applyBatch([w(3, 2, 0, randomBytes(10))]);
+    await r2.applyBatch([w(4, 1, 4096, randomBytes(4096))]);
     await r2.close();
     const seg2 = join(opts2.retentionDir, segmentFileName(2));
     const b2 = readFileSync(seg2);
     b2[JOURNAL_HEADER_SIZE + 7] ^= 0x80;
     writeFileSync(seg2, b2);
     const r3 = await Replica.open(opts2);
-    const view = r3.openView(1);
+    assert.deepEqual(r3.healthProblems(), [], 'not known before it is checked');
+    const named2 = `undo journal corrupt: ${seg2} at offset 0: crc mismatch (seq 2)`;
+    await assert.rejects(r3.checkPoint(1), {
+      message: `recovery point 1 needs the before-image of seq 2 that cannot be used: ${named2}`,
+    });
+    assert.equal(r3.healthProblems()[0]?.code, 'undo-journal-corrupt');
+    // Point 0 reads seq 2's range from seq 1's before-image; points from 2 on never need it.
+    await r3.checkPoint(0);
+    await r3.checkPoint(2);
+    const latest = r3.openView('latest');
+    assert.equal((await latest.read(2, 0, 10)).length, 10, 'other reads still work');
+    latest.close();
+    await r3.close();
+    // Found by a read instead (no check first): the read fails by name, and from then on
+    // the point is refused at open.
+    const r4 = await Replica.open(opts2);
+    const view = r4.openView(1);
     await assert.rejects(
       view.read(1, 0, 4096),
       new Error(`undo journal corrupt: ${seg2} at offset 0: crc mismatch`),
     );
     view.close();
-    const latest = r3.openView('latest');
-    assert.equal((await latest.read(2, 0, 10)).length, 10, 'other reads still work');
-    latest.close();
-    await r3.close();
+    assert.throws(() => r4.openView(1), /needs the before-image of seq 2/);
+    await r4.close();
     assert.equal(statSync(seg2).size, JOURNAL_HEADER_SIZE + 4096);
   });
 });

@@ -310,23 +310,37 @@ describe('UndoJournal', () => {
     await again.close();
   });
 
-  it('refuses to cut a record at or below durableThrough: that is corruption', async () => {
+  it('never cuts a record at or below durableThrough: that is damage, named and kept', async () => {
     const dir = freshDir();
     const j = await UndoJournal.open(dir);
     await j.append([bi(1, 0, 100, 1), bi(2, 0, 100, 2)]);
     await j.close();
     const path = join(dir, segmentFileName(1));
     truncateSync(path, size(100) + 10);
-    await assert.rejects(
-      UndoJournal.open(dir, { durableThrough: 2 }),
-      new Error(
-        `undo journal corrupt: ${path} at offset ${size(100)}: truncated record header (records through seq 2 were durable)`,
-      ),
-    );
+    const again = await UndoJournal.open(dir, { durableThrough: 2 });
     assert.equal(statSync(path).size, size(100) + 10, 'nothing was cut');
-    const ok = await UndoJournal.open(dir, { durableThrough: 1 });
-    assert.deepEqual(seqs(ok), [1]);
-    await ok.close();
+    assert.deepEqual(seqs(again), [1]);
+    assert.equal(again.lastSeq, 2);
+    assert.deepEqual(
+      again.damage.map((d) => [d.path, d.offset, d.reason, d.afterSeq, d.throughSeq]),
+      [[path, size(100), 'truncated record header', 1, 2]],
+    );
+    assert.equal(
+      again.damageFor(1),
+      `recovery point 1 needs undo-journal records that cannot be used: undo journal corrupt: ${path} at offset ${size(100)}: truncated record header (records after seq 1 through seq 2 cannot be read)`,
+    );
+    assert.equal(again.damageFor(2), undefined);
+    // Never appended after bytes a reader cannot get past: a new segment starts.
+    await again.append([bi(3, 0, 100, 3)]);
+    assert.deepEqual(segs(dir), [segmentFileName(1), segmentFileName(3)]);
+    await again.close();
+    const third = await UndoJournal.open(dir, { durableThrough: 3 });
+    assert.deepEqual(seqs(third), [1, 3]);
+    assert.equal(third.damage.length, 1);
+    // Pruning the damaged segment forgets the damage.
+    await third.pruneBefore(3);
+    assert.deepEqual(third.damage, []);
+    await third.close();
   });
 
   it('removes an empty last segment on open', async () => {
@@ -342,7 +356,7 @@ describe('UndoJournal', () => {
     await again.close();
   });
 
-  it('fails to open when a segment other than the last is corrupt, naming it', async () => {
+  it('opens when a segment other than the last is corrupt, naming it; only points before it are refused', async () => {
     const dir = freshDir();
     const j = await UndoJournal.open(dir, { segmentBytes: 100 });
     for (let s = 1; s <= 3; s++) await j.append([bi(s, 0, 100, s)]);
@@ -351,10 +365,16 @@ describe('UndoJournal', () => {
     const bytes = readFileSync(path);
     bytes[12] ^= 1; // seq field of its only record
     writeFileSync(path, bytes);
-    await assert.rejects(
-      UndoJournal.open(dir, { segmentBytes: 100 }),
-      new Error(`undo journal corrupt: ${path} at offset 0: header crc mismatch`),
+    const again = await UndoJournal.open(dir, { segmentBytes: 100 });
+    assert.deepEqual(seqs(again), [1, 3]);
+    assert.equal(again.firstSeq, 1);
+    assert.equal(
+      again.damageFor(0),
+      `recovery point 0 needs undo-journal records that cannot be used: undo journal corrupt: ${path} at offset 0: header crc mismatch (records after seq 1 through seq 2 cannot be read)`,
     );
+    assert.match(again.damageFor(1)!, /^recovery point 1 needs/);
+    assert.equal(again.damageFor(2), undefined);
+    await again.close();
   });
 
   it('reading a corrupt before-image names the segment and offset', async () => {

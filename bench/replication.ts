@@ -313,6 +313,7 @@ async function main(): Promise<number> {
       logLimit: o.logLimit,
     });
     live.stack = stack;
+    const initialCopySec = stack.initialCopySec;
     const sampler = new ProgressSampler(
       () => stack.agentAcked(),
       () => stack.mtApplied(),
@@ -353,6 +354,9 @@ async function main(): Promise<number> {
     say(`- kernel: ${machine.kernel}; scratch: ${work} (${machine.workFs})`);
     say(`- load average at start: ${machine.loadAvg}; at end: ${loadAverage()}`);
     say(`- rebound ${versions.rebound}, node ${versions.node}, ${versions.fio}, ${versions.nbdkit}`);
+    say(
+      `- the initial replication of the empty ${o.diskSizeText} disk ended ${initialCopySec.toFixed(1)} s after the agent started; phases start after it`,
+    );
     say(
       `- settings: --disk-size ${o.diskSizeText} --runtime ${o.runtime} --rpo-runtime ${o.rpoRuntime} ` +
         `--churn ${o.churn} --compressible ${o.compressible} --phases ${o.phases.join(',')}` +

@@ -177,7 +177,17 @@ export class ReboundStack {
       /agent ready: nbd:\/\/127\.0\.0\.1:(\d+)/,
     );
     this.machineId = JSON.parse(readFileSync(join(this.agentDataDir, 'agent.json'), 'utf8')).machineId;
+    // A new disk is first copied whole (initial replication); measure once that is over.
+    const t0 = Date.now();
+    while ((await this.agentResyncRegions()) > 0) {
+      if (Date.now() - t0 > 600_000) throw new Error('the initial replication did not end within 600 s');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    this.initialCopySec = (Date.now() - t0) / 1000;
   }
+
+  /** Seconds the initial replication of the (empty, sparse) disk took after the agent started. */
+  initialCopySec = 0;
 
   private async startProcessServer(port: number): Promise<void> {
     await this.add(

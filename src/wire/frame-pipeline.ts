@@ -103,8 +103,8 @@ export class FramePipeline {
   }
 
   /**
-   * Queues a frame behind the ones pushed before; `onSent` runs once it is handed to the
-   * socket. Waits while the pipeline is full. Throws the error that stopped the pipeline
+   * Queues a frame behind the ones pushed before; `onSent` runs as it is handed to the
+   * socket (before the socket's buffer drains). Waits while the pipeline is full. Throws the error that stopped the pipeline
    * (a failed send, or close()). The payload is the pipeline's from then on: it may be moved
    * to a worker thread (and so be empty here) while it compresses.
    */
@@ -214,14 +214,17 @@ export class FramePipeline {
         const e = this.queue[0]!;
         const frame = await e.ready;
         if (this.failure) break;
-        await this.send(frame);
+        // The frame is in the socket once send() is called (it waits only for the drain): the
+        // receiver may acknowledge it before the drain, so it counts as sent from here.
+        const sending = this.send(frame);
+        e.onSent?.();
+        await sending;
         this.queue.shift();
         this.queuedBytes -= e.payloadBytes;
         this.stats.frames++;
         this.stats.payloadBytes += e.payloadBytes;
         this.stats.wireBytes += frame.length - FRAME_HEADER_SIZE;
         if ((frame.readUInt16BE(6) & FRAME_FLAG_LZ4) !== 0) this.stats.compressed++;
-        e.onSent?.();
         this.notify();
       }
     } catch (err) {

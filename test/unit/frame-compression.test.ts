@@ -294,6 +294,19 @@ describe('frame pipeline', () => {
     });
   });
 
+  test('a frame counts as sent when it is in the socket, before the socket drains', async () => {
+    // The receiver may acknowledge a frame before the drain event: the sender must know it sent it.
+    let sent = 0;
+    const p = new FramePipeline(
+      () => new Promise<void>(() => undefined),
+      new CompressionPolicy({ mode: 'off' }),
+    );
+    await p.push(FrameType.Change, change(1, Buffer.alloc(10)), () => sent++);
+    await new Promise((r) => setImmediate(r));
+    assert.equal(sent, 1);
+    p.close();
+  });
+
   test('push waits while the pipeline holds its maximum', async () => {
     let release: (() => void) | undefined;
     const sent: number[] = [];

@@ -5,7 +5,7 @@
 // the same fio jobs through a chain of three nbdkit processes with two TLS hops into a file
 // give the ratio. Prints a Markdown report on stdout, progress on stderr.
 //
-//   npm run build && node dist/bench/replication.js                  # default run, under 3 minutes
+//   npm run build && node dist/bench/replication.js                  # default run, about 3 minutes
 //   node dist/bench/replication.js --runtime 5 --rpo-runtime 10 --disk-size 4G   # smoke
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { truncate } from 'node:fs/promises';
@@ -32,8 +32,8 @@ type PhaseId = (typeof PHASE_IDS)[number];
 
 const USAGE = `usage: node dist/bench/replication.js [options]
   --disk-size SIZE     the protected disk (a sparse image; default 16G)
-  --runtime SEC        fio runtime of the throughput phases (default 10)
-  --rpo-runtime SEC    fio runtime of the churn phase (default 25)
+  --runtime SEC        fio runtime of the throughput phases (default 8)
+  --rpo-runtime SEC    fio runtime of the churn phase (default 20)
   --churn MBPS         the churn phase's write rate, MB/s (default 54)
   --compressible PCT   fio buffer_compress_percentage: share of each block lz4 can remove (default 50)
   --phases LIST        comma list of ${PHASE_IDS.join(',')} (default all)
@@ -75,8 +75,8 @@ function parseOptions(argv: string[]): Options {
     args: argv,
     options: {
       'disk-size': { type: 'string', default: '16G' },
-      runtime: { type: 'string', default: '10' },
-      'rpo-runtime': { type: 'string', default: '25' },
+      runtime: { type: 'string', default: '8' },
+      'rpo-runtime': { type: 'string', default: '20' },
       churn: { type: 'string', default: '54' },
       compressible: { type: 'string', default: '50' },
       phases: { type: 'string', default: PHASE_IDS.join(',') },
@@ -469,7 +469,9 @@ async function main(): Promise<number> {
     return results.some((r) => r.error) ? 1 : 0;
   } finally {
     live.work = undefined;
+    const t = performance.now();
     rmSync(work, { recursive: true, force: true });
+    log(`scratch dir removed in ${((performance.now() - t) / 1000).toFixed(1)} s`);
   }
 }
 

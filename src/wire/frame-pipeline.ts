@@ -1,13 +1,15 @@
 // Sends a stream's frames in the order they are pushed while lz4 compresses several of them
-// at once on libuv's threadpool (lz4-napi's async compress): the event loop never compresses,
-// and each frame leaves as soon as it and every frame before it are ready. Whether a payload
-// is tried is the stream's CompressionPolicy; when compression falls behind (more than
-// `maxBacklogBytes` waiting for it), payloads go uncompressed so that it never caps throughput.
+// at once in worker threads (compression-pool.ts): the event loop never compresses, and each
+// frame leaves as soon as it and every frame before it are ready. Payloads to compress that
+// are pushed in the same event-loop turn go to a worker together (up to 1 MiB or 64 of them),
+// so small writes do not pay a thread hand-over each. Whether a payload is tried is the
+// stream's CompressionPolicy; when compression falls behind (more than `maxBacklogBytes`
+// waiting for it), payloads go uncompressed so that it never caps throughput.
 // Memory: at most `maxBytes` of payload (or `maxFrames` frames) between push() and the socket.
 import { availableParallelism } from 'node:os';
 import type { CompressionPolicy } from './compression-policy.js';
+import { compressInWorker } from './compression-pool.js';
 import { encodeFrame, FRAME_FLAG_LZ4, FRAME_HEADER_SIZE, type FrameType } from './frame.js';
-import { lz4CompressPayload } from './lz4-payload.js';
 
 /** What a stream's frames cost on the wire; cumulative over the stream's connections. */
 export interface CompressionStats {
@@ -48,9 +50,20 @@ export interface FramePipelineOptions {
   maxFrames?: number;
   /** Payload bytes waiting for or in compression beyond which payloads are not tried (default 4 MiB). */
   maxBacklogBytes?: number;
-  /** Compressions running at once (default: the number of CPUs). */
+  /** Batches in the workers at once (default: the number of CPUs). */
   concurrency?: number;
 }
+
+interface Waiting {
+  type: FrameType;
+  payload: Buffer;
+  resolve: (frame: Buffer) => void;
+  reject: (e: Error) => void;
+}
+
+/** A batch for one worker task: at most this many payload bytes or payloads. */
+const BATCH_BYTES = 1024 * 1024;
+const BATCH_FRAMES = 64;
 
 interface Entry {
   payloadBytes: number;
@@ -66,6 +79,9 @@ export class FramePipeline {
   private backlogBytes = 0;
   private running = 0;
   private readonly slots: (() => void)[] = [];
+  private batch: Waiting[] = [];
+  private batchBytes = 0;
+  private batchTimer: NodeJS.Immediate | undefined;
   private pumping = false;
   private failure: Error | undefined;
   private wakers: (() => void)[] = [];
@@ -87,17 +103,22 @@ export class FramePipeline {
   }
 
   /**
-   * Queues a frame behind the ones pushed before; `onSent` runs once it is handed to the
-   * socket. Waits while the pipeline is full. Throws the error that stopped the pipeline
-   * (a failed send, or close()).
+   * Queues a frame behind the ones pushed before; `onSent` runs as it is handed to the
+   * socket (before the socket's buffer drains). Waits while the pipeline is full. Throws the error that stopped the pipeline
+   * (a failed send, or close()). The payload is the pipeline's from then on: it may be moved
+   * to a worker thread (and so be empty here) while it compresses.
    */
   async push(type: FrameType, payload: Buffer, onSent?: () => void): Promise<void> {
     while (!this.failure && (this.queuedBytes >= this.maxBytes || this.queue.length >= this.maxFrames)) {
       await this.changed();
     }
     if (this.failure) throw this.failure;
-    this.queue.push({ payloadBytes: payload.length, ready: this.prepare(type, payload), onSent });
-    this.queuedBytes += payload.length;
+    const bytes = payload.length; // before prepare(): the payload may move to a worker at once
+    const ready = this.prepare(type, payload);
+    // The pump awaits it in turn; a rejection nobody reaches (after an earlier failure) is not unhandled.
+    if (ready instanceof Promise) ready.catch(() => undefined);
+    this.queue.push({ payloadBytes: bytes, ready, onSent });
+    this.queuedBytes += bytes;
     if (!this.pumping) void this.pump();
   }
 
@@ -122,7 +143,7 @@ export class FramePipeline {
     for (const f of w) f();
   }
 
-  /** The frame's bytes: at once when not tried, later (from the threadpool) when tried. */
+  /** The frame's bytes: at once when not tried, later (from a worker thread) when tried. */
   private prepare(type: FrameType, payload: Buffer): Buffer | Promise<Buffer> {
     const decision = this.policy.decide(payload.length);
     if (decision === 'try' && this.backlogBytes > 0 && this.backlogBytes + payload.length > this.maxBacklog) {
@@ -133,29 +154,51 @@ export class FramePipeline {
     if (decision === 'poor') this.stats.skippedPoor++;
     if (decision !== 'try') return encodeFrame(type, payload);
     this.backlogBytes += payload.length;
-    return this.compress(payload).then(
-      (c) => {
-        this.backlogBytes -= payload.length;
-        if (this.policy.record(payload.length, c.length)) return encodeFrame(type, c, FRAME_FLAG_LZ4);
-        this.stats.notPaid++;
-        return encodeFrame(type, payload);
-      },
-      () => {
-        // lz4 failing to compress is not a reason to stop the stream: send it as it is.
-        this.backlogBytes -= payload.length;
-        this.stats.notPaid++;
-        return encodeFrame(type, payload);
-      },
-    );
+    return new Promise<Buffer>((resolve, reject) => {
+      this.batch.push({ type, payload, resolve, reject });
+      this.batchBytes += payload.length;
+      if (this.batchBytes >= BATCH_BYTES || this.batch.length >= BATCH_FRAMES) this.flushBatch();
+      else this.batchTimer ??= setImmediate(() => this.flushBatch());
+    });
   }
 
-  /** At most `concurrency` compressions at once, so file I/O keeps most of the threadpool. */
-  private async compress(payload: Buffer): Promise<Buffer> {
-    // A finished compression hands its slot straight to the next waiter.
+  /** Sends the payloads gathered so far to a worker, at most `concurrency` batches at once. */
+  private flushBatch(): void {
+    if (this.batchTimer) clearImmediate(this.batchTimer);
+    this.batchTimer = undefined;
+    const batch = this.batch;
+    const bytes = this.batchBytes;
+    this.batch = [];
+    this.batchBytes = 0;
+    if (batch.length === 0) return;
+    void this.compressBatch(batch).finally(() => {
+      this.backlogBytes -= bytes;
+    });
+  }
+
+  private async compressBatch(batch: Waiting[]): Promise<void> {
+    // A finished batch hands its slot straight to the next waiter.
     if (this.running >= this.concurrency) await new Promise<void>((r) => this.slots.push(r));
     else this.running++;
     try {
-      return await lz4CompressPayload(payload);
+      const r = await compressInWorker(
+        batch.map((w) => w.payload),
+        this.policy.payRatio,
+      );
+      batch.forEach((w, i) => {
+        const payload = r.payloads[i]!;
+        const wire = r.wire[i];
+        if (this.policy.record(payload.length, r.sizes[i]!) && wire) {
+          w.resolve(encodeFrame(w.type, wire, FRAME_FLAG_LZ4));
+        } else {
+          this.stats.notPaid++;
+          w.resolve(encodeFrame(w.type, payload));
+        }
+      });
+    } catch (e) {
+      // The payloads went to the worker and are lost with it: the stream must end and resume.
+      const err = new Error(`lz4 compression failed: ${(e as Error).message}`);
+      for (const w of batch) w.reject(err);
     } finally {
       const next = this.slots.shift();
       if (next) next();
@@ -171,14 +214,17 @@ export class FramePipeline {
         const e = this.queue[0]!;
         const frame = await e.ready;
         if (this.failure) break;
-        await this.send(frame);
+        // The frame is in the socket once send() is called (it waits only for the drain): the
+        // receiver may acknowledge it before the drain, so it counts as sent from here.
+        const sending = this.send(frame);
+        e.onSent?.();
+        await sending;
         this.queue.shift();
         this.queuedBytes -= e.payloadBytes;
         this.stats.frames++;
         this.stats.payloadBytes += e.payloadBytes;
         this.stats.wireBytes += frame.length - FRAME_HEADER_SIZE;
         if ((frame.readUInt16BE(6) & FRAME_FLAG_LZ4) !== 0) this.stats.compressed++;
-        e.onSent?.();
         this.notify();
       }
     } catch (err) {

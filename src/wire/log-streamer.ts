@@ -312,6 +312,8 @@ export class LogStreamer {
         const logBytes = recordLogBytes(r.payload.length);
         await out.push(f.type, f.payload, () => {
           this.sent = r.seq;
+          // A heartbeat waiting for this record leaves right behind it, not at the next batch.
+          void this.sendHeartbeat();
         });
         this.inflight.push({ seq: r.seq, bytes: r.payload.length, logBytes, time: r.time });
         this.inflightBytes += r.payload.length;

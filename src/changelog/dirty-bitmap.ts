@@ -163,9 +163,12 @@ export class DirtyBitmap {
       offset + length >= this.diskSize
         ? this.bits.length * 8
         : Math.floor((offset + length) / this.regionSize);
+    if (end <= first) return;
     for (let r = first; r < end; r++) this.bits[r >> 3] &= ~(1 << (r & 7));
     this.dirtySinceSync = true;
-    await this.persist(0, this.bits.length);
+    // Only the bytes that changed (a resync clears 16 MiB at a time on disks of any size).
+    const lo = first >> 3;
+    await this.persist(lo, ((end - 1) >> 3) - lo + 1);
   }
 
   isDirty(offset: number, length: number): boolean {

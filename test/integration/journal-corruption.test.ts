@@ -14,7 +14,7 @@ import { type RunningAgent, runCli } from '../support/agent-process.js';
 import { killChild, type RunningComponent, startComponent } from '../support/component-process.js';
 import { TestNbdClient } from '../support/nbd-client.js';
 import { scratchDir, sparseImage } from '../support/tmp.js';
-import { bookmark, issueTrioCerts, startShippingAgent, until } from '../support/trio.js';
+import { bookmark, issueTrioCerts, startShippingAgent, until, waitProtected } from '../support/trio.js';
 
 const MiB = 1024 * 1024;
 const DISK = 16 * MiB;
@@ -47,6 +47,7 @@ describe('a flipped byte in the undo journal', { timeout: 180_000 }, () => {
     const agentDir = join(dir, 'agent');
     const disk = sparseImage(join(dir, 'disk.img'), DISK);
     const started = await startShippingAgent(tls, agentDir, disk, ps.port);
+    await waitProtected(agentDir);
     agent = started.agent;
     const machine = started.machineId;
     const client = await TestNbdClient.connect({ port: agent.port }, 'd');

@@ -23,6 +23,7 @@ import {
   startProcessServer,
   startShippingAgent,
   until,
+  waitProtected,
 } from '../support/trio.js';
 
 const MiB = 1024 * 1024;
@@ -66,6 +67,7 @@ describe('a full retention volume pauses replication; no point is lost', { timeo
     const agentDir = join(dir, 'agent');
     const disk = sparseImage(join(dir, 'disk.img'), DISK);
     const started = await startShippingAgent(tls, agentDir, disk, ps.port);
+    await waitProtected(agentDir);
     agent = started.agent;
     const { machineId } = started;
     const client = await TestNbdClient.connect({ port: agent.port }, 'd');

@@ -1,8 +1,10 @@
 // The three components for a replication test: a master target and a process server in
 // this process (so a test can read their state), an agent as a real child process.
+
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
+import { callAgent } from '../../src/agent/control-server.js';
 import { MasterTarget } from '../../src/master-target/master-target.js';
 import { initCa, issueCert, loadTlsMaterial } from '../../src/pki/ca.js';
 import { ProcessServer } from '../../src/process-server/process-server.js';
@@ -60,6 +62,21 @@ export async function startShippingAgent(
   ]);
   const machineId = JSON.parse(readFileSync(join(dataDir, 'agent.json'), 'utf8')).machineId as string;
   return { agent, machineId };
+}
+
+/** Waits until the agent's initial copy has ended: bookmarks after it are recovery points. */
+export async function waitProtected(dataDir: string, timeoutMs = 60_000): Promise<void> {
+  await until(
+    'the initial copy to end',
+    async () => {
+      const s = (await callAgent(dataDir, 'GET', '/status')).body as {
+        replication?: { resync: { state: string; passes: number } };
+      };
+      const r = s.replication?.resync;
+      return r && r.state === 'idle' && r.passes > 0;
+    },
+    timeoutMs,
+  );
 }
 
 /** Takes a bookmark through the running agent; its seq. */

@@ -179,7 +179,7 @@ export class ReboundStack {
     this.machineId = JSON.parse(readFileSync(join(this.agentDataDir, 'agent.json'), 'utf8')).machineId;
     // A new disk is first copied whole (initial replication); measure once that is over.
     const t0 = Date.now();
-    while ((await this.agentResyncRegions()) > 0) {
+    while (!(await this.initialCopyDone())) {
       if (Date.now() - t0 > 600_000) throw new Error('the initial replication did not end within 600 s');
       await new Promise((r) => setTimeout(r, 100));
     }
@@ -252,6 +252,14 @@ export class ReboundStack {
   async agentAcked(): Promise<number> {
     const r = await callUnixJson(controlSocketPath(this.agentDataDir), 'GET', '/status', 'agent');
     return r.body.appliedThrough as number;
+  }
+
+  /** The initial copy has run (a resync pass ended) and nothing is left to resync. */
+  private async initialCopyDone(): Promise<boolean> {
+    const r = await callUnixJson(controlSocketPath(this.agentDataDir), 'GET', '/status', 'agent');
+    const resync = (r.body.replication as { resync?: { state: string; passes: number } } | undefined)?.resync;
+    if (resync && !(resync.state === 'idle' && resync.passes > 0)) return false;
+    return (await this.agentResyncRegions()) === 0;
   }
 
   /** The agent's disks marked resync required (the log limit was hit): should be none. */

@@ -20,6 +20,7 @@ import { type RunningAgent, runCli, startAgent } from '../support/agent-process.
 import { killChild, type RunningComponent, startProcessServer } from '../support/component-process.js';
 import { TestNbdClient } from '../support/nbd-client.js';
 import { scratchDir, sparseImage } from '../support/tmp.js';
+import { waitProtected } from '../support/trio.js';
 
 const MiB = 1024 * 1024;
 const DISK = 32 * MiB;
@@ -122,6 +123,7 @@ describe('lz4 between the process server and the master target', { timeout: 180_
       '--name',
       'a1',
     ]);
+    await waitProtected(dataDir);
     const machineId = JSON.parse(readFileSync(join(dataDir, 'agent.json'), 'utf8')).machineId as string;
     const client = await TestNbdClient.connect({ port: agent.port }, 'd');
     // Text first, then random data after it, each write at its own offset.

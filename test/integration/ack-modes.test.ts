@@ -14,12 +14,13 @@ import { callAgent } from '../../src/agent/control-server.js';
 import { ChangeLog } from '../../src/changelog/change-log.js';
 import { RecordType } from '../../src/changelog/record.js';
 import { MasterTarget } from '../../src/master-target/master-target.js';
-import { initCa, issueCert, loadTlsMaterial } from '../../src/pki/ca.js';
+import { loadTlsMaterial } from '../../src/pki/ca.js';
 import { waitFor } from '../../src/util/exec.js';
 import { type RunningAgent, runCli, startAgent } from '../support/agent-process.js';
 import { killChild, type RunningComponent, startProcessServer } from '../support/component-process.js';
 import { TestNbdClient } from '../support/nbd-client.js';
 import { scratchDir, sparseImage } from '../support/tmp.js';
+import { issueTrioCerts } from '../support/trio.js';
 
 const MiB = 1024 * 1024;
 const TIMEOUT_S = 2;
@@ -64,11 +65,7 @@ describe('acknowledgement modes', { timeout: 240_000 }, () => {
   const mtLogger = pino({ level: 'silent' });
 
   before(async () => {
-    const ca = join(dir, 'ca');
-    await initCa(ca);
-    await issueCert(ca, { role: 'agent', name: 'a1', outDir: tls });
-    await issueCert(ca, { role: 'process-server', name: 'ps1', outDir: tls });
-    await issueCert(ca, { role: 'master-target', name: 'mt1', outDir: tls });
+    await issueTrioCerts(dir);
   });
   after(async () => {
     if (process.env.REBOUND_TEST_DEBUG) for (const c of [...agents, ...servers]) console.error(c.stderr());

@@ -11,16 +11,16 @@ import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { crc32c } from '@node-rs/crc32';
 import { pino } from 'pino';
-import { MasterTarget } from '../../src/master-target/master-target.js';
+import type { MasterTarget } from '../../src/master-target/master-target.js';
 import type { Replica } from '../../src/master-target/replica.js';
-import { initCa, issueCert, loadTlsMaterial } from '../../src/pki/ca.js';
+import { loadTlsMaterial } from '../../src/pki/ca.js';
 import { decodeHello, encodeHello, FRAME_FLAG_LZ4, type Frame, FrameType } from '../../src/wire/frame.js';
 import { connectFrames } from '../../src/wire/tls-endpoint.js';
 import { type RunningAgent, runCli, startAgent } from '../support/agent-process.js';
 import { killChild, type RunningComponent, startProcessServer } from '../support/component-process.js';
 import { TestNbdClient } from '../support/nbd-client.js';
 import { scratchDir, sparseImage } from '../support/tmp.js';
-import { waitProtected } from '../support/trio.js';
+import { issueTrioCerts, startMasterTarget, waitProtected } from '../support/trio.js';
 
 const MiB = 1024 * 1024;
 const DISK = 32 * MiB;
@@ -84,19 +84,10 @@ describe('lz4 between the process server and the master target', { timeout: 180_
   });
 
   test('replicated data arrives byte-exact; compressible data crossed the hop compressed', async () => {
-    const ca = join(dir, 'ca');
-    const tls = join(dir, 'tls');
-    await initCa(ca);
-    await issueCert(ca, { role: 'agent', name: 'a1', outDir: tls });
-    await issueCert(ca, { role: 'process-server', name: 'ps1', outDir: tls });
-    await issueCert(ca, { role: 'master-target', name: 'mt1', outDir: tls });
-    mt = await MasterTarget.start({
+    const tls = await issueTrioCerts(dir);
+    mt = await startMasterTarget(tls, {
       dataDir: join(dir, 'mt'),
       retentionDir: join(dir, 'retention'),
-      host: '127.0.0.1',
-      port: 0,
-      material: await loadTlsMaterial(tls, { role: 'master-target', name: 'mt1' }),
-      name: 'mt1',
       logger: pino({ level: 'silent' }),
     });
     const hop = await countingRelay(mt.port);

@@ -10,9 +10,9 @@ import { after, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { type RunningAgent, runCli, startAgent } from '../support/agent-process.js';
 import { killChild, type RunningComponent } from '../support/component-process.js';
-import { deploymentTls, startRecoverySite } from '../support/deployment.js';
 import { TestNbdClient } from '../support/nbd-client.js';
 import { scratchDir, sparseImage } from '../support/tmp.js';
+import { issueTrioCerts, startRecoverySite } from '../support/trio.js';
 
 const exec = promisify(execFile);
 const MiB = 1024 * 1024;
@@ -31,7 +31,7 @@ describe('rebound master-target points | view | export', { timeout: 180_000 }, (
   });
 
   test('points list the bookmarks; a view and an export of a point equal the source at that point', async () => {
-    const tls = await deploymentTls(dir);
+    const tls = await issueTrioCerts(dir);
     const site = await startRecoverySite(dir, tls);
     ({ mt, ps } = site);
     const mtData = site.mtData;

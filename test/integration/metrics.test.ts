@@ -11,10 +11,10 @@ import { after, describe, test } from 'node:test';
 import { callAgent } from '../../src/agent/control-server.js';
 import { type RunningAgent, runCli, startAgent } from '../support/agent-process.js';
 import { killChild, type RunningComponent, startComponent } from '../support/component-process.js';
-import { deploymentTls } from '../support/deployment.js';
 import { httpGet, metricsUrl, sample, scrape } from '../support/metrics.js';
 import { TestNbdClient } from '../support/nbd-client.js';
 import { scratchDir, sparseImage } from '../support/tmp.js';
+import { issueTrioCerts } from '../support/trio.js';
 
 const MiB = 1024 * 1024;
 
@@ -48,7 +48,7 @@ describe('metrics and status of agent, process server and master target', { time
   });
 
   test('backlog, sequence numbers, RPO and health move with the pipeline', async () => {
-    const tls = await deploymentTls(dir);
+    const tls = await issueTrioCerts(dir);
     const metricsArgs = ['--metrics-listen', '127.0.0.1:0'];
     const mtData = join(dir, 'mt');
     mt = await startComponent('master-target', [

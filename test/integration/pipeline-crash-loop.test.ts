@@ -8,9 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { callAgent } from '../../src/agent/control-server.js';
 import { Replica } from '../../src/master-target/replica.js';
-import { initCa, issueCert } from '../../src/pki/ca.js';
 import { type RunningAgent, runCli, startAgent } from '../support/agent-process.js';
 import {
   type ComponentKind,
@@ -21,21 +19,10 @@ import {
 import { TestNbdClient } from '../support/nbd-client.js';
 import { prng } from '../support/prng.js';
 import { scratchDir, sparseImage } from '../support/tmp.js';
+import { issueTrioCerts, waitProtected } from '../support/trio.js';
 
 const MiB = 1024 * 1024;
 
-async function waitProtected(dataDir: string): Promise<void> {
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    const s = (await callAgent(dataDir, 'GET', '/status')).body as {
-      replication?: { resync: { state: string; passes: number } };
-    };
-    const r = s.replication?.resync;
-    if (r && r.state === 'idle' && r.passes > 0) return;
-    assert.ok(Date.now() < deadline, `the initial copy did not end: ${JSON.stringify(r)}`);
-    await new Promise((res) => setTimeout(res, 100));
-  }
-}
 const DISK = 32 * MiB;
 const ROUNDS = 20;
 
@@ -53,12 +40,7 @@ describe('replication under SIGKILL of agent, process server and master target',
   });
 
   test(`${ROUNDS} rounds; every bookmark and the latest state arrive exactly (seed ${seed})`, async () => {
-    const ca = join(dir, 'ca');
-    const tls = join(dir, 'tls');
-    await initCa(ca);
-    await issueCert(ca, { role: 'agent', name: 'a1', outDir: tls });
-    await issueCert(ca, { role: 'process-server', name: 'ps1', outDir: tls });
-    await issueCert(ca, { role: 'master-target', name: 'mt1', outDir: tls });
+    const tls = await issueTrioCerts(dir);
     const mtData = join(dir, 'mt');
     const retention = join(dir, 'retention');
     const mtArgs = ['--data-dir', mtData, '--retention-dir', retention, '--tls-dir', tls, '--name', 'mt1'];

@@ -9,14 +9,14 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { pino } from 'pino';
-import { MasterTarget } from '../../src/master-target/master-target.js';
+import type { MasterTarget } from '../../src/master-target/master-target.js';
 import type { Replica } from '../../src/master-target/replica.js';
-import { initCa, issueCert, loadTlsMaterial } from '../../src/pki/ca.js';
 import { type RunningAgent, runCli, startAgent } from '../support/agent-process.js';
 import { killChild, type RunningComponent, startProcessServer } from '../support/component-process.js';
 import { TestNbdClient } from '../support/nbd-client.js';
 import { prng } from '../support/prng.js';
 import { scratchDir, sparseImage } from '../support/tmp.js';
+import { issueTrioCerts, startMasterTarget } from '../support/trio.js';
 
 const MiB = 1024 * 1024;
 const DISK = 32 * MiB;
@@ -45,19 +45,10 @@ describe('agent -> process server -> master target', { timeout: 240_000 }, () =>
 
   test('every bookmark view equals the source at that moment; latest equals the source', async () => {
     const rand = prng(Number(process.env.REBOUND_TEST_SEED ?? 4242));
-    const ca = join(dir, 'ca');
-    const tls = join(dir, 'tls');
-    await initCa(ca);
-    await issueCert(ca, { role: 'agent', name: 'a1', outDir: tls });
-    await issueCert(ca, { role: 'process-server', name: 'ps1', outDir: tls });
-    await issueCert(ca, { role: 'master-target', name: 'mt1', outDir: tls });
-    mt = await MasterTarget.start({
+    const tls = await issueTrioCerts(dir);
+    mt = await startMasterTarget(tls, {
       dataDir: join(dir, 'mt'),
       retentionDir: join(dir, 'retention'),
-      host: '127.0.0.1',
-      port: 0,
-      material: await loadTlsMaterial(tls, { role: 'master-target', name: 'mt1' }),
-      name: 'mt1',
       logger: pino({ level: 'silent' }),
     });
     const psArgs = [

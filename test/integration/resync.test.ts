@@ -11,14 +11,14 @@ import { after, describe, test } from 'node:test';
 import { pino } from 'pino';
 import { callAgent } from '../../src/agent/control-server.js';
 import type { ResyncStatus } from '../../src/agent/resync.js';
-import { MasterTarget } from '../../src/master-target/master-target.js';
+import type { MasterTarget } from '../../src/master-target/master-target.js';
 import type { Replica } from '../../src/master-target/replica.js';
-import { initCa, issueCert, loadTlsMaterial } from '../../src/pki/ca.js';
 import { type RunningAgent, runCli, startAgent } from '../support/agent-process.js';
 import { killChild, type RunningComponent, startProcessServer } from '../support/component-process.js';
 import { TestNbdClient } from '../support/nbd-client.js';
 import { prng } from '../support/prng.js';
 import { scratchDir, sparseImage } from '../support/tmp.js';
+import { issueTrioCerts, startMasterTarget } from '../support/trio.js';
 
 const MiB = 1024 * 1024;
 const BLOCK = 64 * 1024;
@@ -101,19 +101,10 @@ describe('initial replication and resync', { timeout: 300_000 }, () => {
   });
 
   async function startStack(): Promise<void> {
-    const ca = join(dir, 'ca');
-    tls = join(dir, 'tls');
-    await initCa(ca);
-    await issueCert(ca, { role: 'agent', name: 'a1', outDir: tls });
-    await issueCert(ca, { role: 'process-server', name: 'ps1', outDir: tls });
-    await issueCert(ca, { role: 'master-target', name: 'mt1', outDir: tls });
-    mt = await MasterTarget.start({
+    tls = await issueTrioCerts(dir);
+    mt = await startMasterTarget(tls, {
       dataDir: join(dir, 'mt'),
       retentionDir: join(dir, 'retention'),
-      host: '127.0.0.1',
-      port: 0,
-      material: await loadTlsMaterial(tls, { role: 'master-target', name: 'mt1' }),
-      name: 'mt1',
       logger: pino({ level: 'silent' }),
     });
     ps = await startProcessServer([
@@ -192,7 +183,9 @@ describe('initial replication and resync', { timeout: 300_000 }, () => {
       points.every((p) => !p.tag.startsWith('rebound:')),
       'system markers are not points',
     );
-    assert.equal(points.filter((p) => p.seq < points.at(-1)!.seq && replica.pointProblem(p.seq)).length, 0);
+    // The copy ended (the machine is protected) and no resync is open.
+    assert.equal(replica.everConsistent, true);
+    assert.equal(replica.resyncOpenSince, undefined);
     const flushBefore = 1; // the first markers were written before the copy ended
     assert.ok(replica.pointProblem(flushBefore) !== undefined, 'a point before the copy would be offered');
     await client.disconnect();

@@ -12,9 +12,9 @@ import { replayJournalAndCheck } from '../../src/drill/ext4-check.js';
 import { run } from '../../src/util/exec.js';
 import { type RunningAgent, runCli, startAgent } from '../support/agent-process.js';
 import { killChild, type RunningComponent } from '../support/component-process.js';
-import { deploymentTls, startRecoverySite } from '../support/deployment.js';
 import { forceCleanup, mountExt4OverNbd, type NbdfuseMount } from '../support/ext4-mount.js';
 import { scratchDir, sparseImage } from '../support/tmp.js';
+import { issueTrioCerts, startRecoverySite } from '../support/trio.js';
 
 const MiB = 1024 * 1024;
 const RPO_GOAL_SECONDS = 5;
@@ -58,7 +58,7 @@ describe('ext4 over TLS to the master target: RPO and the latest view', { timeou
   });
 
   test('copy a tree, sync, RPO < 5 s; latest is fsck-clean and every sha256 matches', async () => {
-    const tls = await deploymentTls(dir);
+    const tls = await issueTrioCerts(dir);
     const site = await startRecoverySite(dir, tls);
     ({ mt, ps } = site);
     const mtData = site.mtData;

@@ -1,5 +1,6 @@
-// The three components for a replication test: a master target and a process server in
-// this process (so a test can read their state), an agent as a real child process.
+// The three components for a replication test on loopback: a CA and certificates for
+// a1, ps1 and mt1; a master target and a process server in this process (so a test can
+// read their state) or as real processes (startRecoverySite); an agent as a real child.
 
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -9,6 +10,7 @@ import { MasterTarget } from '../../src/master-target/master-target.js';
 import { initCa, issueCert, loadTlsMaterial } from '../../src/pki/ca.js';
 import { ProcessServer } from '../../src/process-server/process-server.js';
 import { type RunningAgent, runCli, startAgent } from './agent-process.js';
+import { type RunningComponent, startComponent } from './component-process.js';
 
 /** A CA and certificates for agent a1, process server ps1 and master target mt1, in dir/tls. */
 export async function issueTrioCerts(dir: string): Promise<string> {
@@ -99,4 +101,29 @@ export async function until<T>(
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 100));
   }
+}
+
+export interface RecoverySite {
+  mt: RunningComponent;
+  ps: RunningComponent;
+  /** The master target's data dir (DIR/mt); its retention dir is DIR/retention. */
+  mtData: string;
+}
+
+/** Starts mt1 then ps1 (forwarding to it) on free loopback ports. */
+export async function startRecoverySite(
+  dir: string,
+  tls: string,
+  extra: { mt?: string[]; ps?: string[] } = {},
+): Promise<RecoverySite> {
+  const mtData = join(dir, 'mt');
+  const mt = await startComponent('master-target', [
+    ...['--data-dir', mtData, '--retention-dir', join(dir, 'retention')],
+    ...['--tls-dir', tls, '--name', 'mt1', ...(extra.mt ?? [])],
+  ]);
+  const ps = await startComponent('process-server', [
+    ...['--data-dir', join(dir, 'ps'), '--tls-dir', tls, '--name', 'ps1'],
+    ...['--master-target', `127.0.0.1:${mt.port}`, ...(extra.ps ?? [])],
+  ]);
+  return { mt, ps, mtData };
 }

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { hashBlock, hashBlocks, isAllZero, planResync, sameBlock } from '../../src/resync/block-hash.js';
+import { hashBlock, hashBlocks, planResync, sameBlock } from '../../src/resync/block-hash.js';
+import { isAllZero } from '../../src/util/buffers.js';
 import { isSystemTag, RESYNC_END_TAG, RESYNC_START_TAG } from '../../src/resync/markers.js';
 
 const B = 64 * 1024;

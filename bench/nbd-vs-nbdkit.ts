@@ -12,7 +12,7 @@ import { open, truncate } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadAverage, machineInfo, newBlockWriteCeiling, toolVersions } from './lib/machine.js';
-import { killRunning, run } from './lib/proc.js';
+import { killRunning, run, runBench } from './lib/proc.js';
 import { type CpuTime, cpuTime, maxPeak, type RssPeak } from './lib/rss.js';
 import {
   type BenchServer,
@@ -445,18 +445,4 @@ function report(o: Options, ws: Workload[], records: RunRecord[], say: (l?: stri
   }
 }
 
-for (const sig of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(sig, () => {
-    log(`${sig}: cleaning up`);
-    void emergencyCleanup().finally(() => process.exit(130));
-  });
-}
-
-main().then(
-  (code) => process.exit(code),
-  async (e) => {
-    log(`error: ${(e as Error).message}`);
-    await emergencyCleanup();
-    process.exit(2);
-  },
-);
+runBench(main, emergencyCleanup, log);

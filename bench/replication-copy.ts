@@ -21,7 +21,7 @@ import { truncate } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadAverage, machineInfo } from './lib/machine.js';
-import { killRunning, output, run } from './lib/proc.js';
+import { killRunning, output, run, runBench } from './lib/proc.js';
 import {
   type AgentStatus,
   type Component,
@@ -700,18 +700,4 @@ async function main(): Promise<number> {
   }
 }
 
-for (const sig of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(sig, () => {
-    log(`${sig}: cleaning up`);
-    void emergencyCleanup().finally(() => process.exit(130));
-  });
-}
-
-main().then(
-  (code) => process.exit(code),
-  async (e) => {
-    log(`error: ${(e as Error).message}`);
-    await emergencyCleanup();
-    process.exit(2);
-  },
-);
+runBench(main, emergencyCleanup, log);

@@ -15,7 +15,7 @@ import { parseArgs } from 'node:util';
 import { type FioNbdJob, type FioNbdResult, fioNbd } from './lib/fio-nbd.js';
 import { loadAverage, machineInfo, toolVersions } from './lib/machine.js';
 import { PeerChain } from './lib/peer-chain.js';
-import { killRunning, run, sleep } from './lib/proc.js';
+import { killRunning, run, runBench, sleep } from './lib/proc.js';
 import { ProgressSampler, tcpBytesSentTo } from './lib/progress.js';
 import { type ComponentName, ReboundStack } from './lib/rebound-stack.js';
 import { countIn, percentile, SeqTimeline, writeLags } from './lib/rpo.js';
@@ -475,18 +475,4 @@ async function main(): Promise<number> {
   }
 }
 
-for (const sig of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(sig, () => {
-    log(`${sig}: cleaning up`);
-    void emergencyCleanup().finally(() => process.exit(130));
-  });
-}
-
-main().then(
-  (code) => process.exit(code),
-  async (e) => {
-    log(`error: ${(e as Error).message}`);
-    await emergencyCleanup();
-    process.exit(2);
-  },
-);
+runBench(main, emergencyCleanup, log);

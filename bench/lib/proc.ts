@@ -131,3 +131,28 @@ export function freePort(): Promise<number> {
     });
   });
 }
+
+/**
+ * Runs a benchmark's main and exits with its code; on SIGINT/SIGTERM or an error, runs its
+ * cleanup first (children killed, scratch files removed).
+ */
+export function runBench(
+  main: () => Promise<number>,
+  cleanup: () => Promise<void>,
+  log: (line: string) => void,
+): void {
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(sig, () => {
+      log(`${sig}: cleaning up`);
+      void cleanup().finally(() => process.exit(130));
+    });
+  }
+  main().then(
+    (code) => process.exit(code),
+    async (e) => {
+      log(`error: ${(e as Error).message}`);
+      await cleanup();
+      process.exit(2);
+    },
+  );
+}

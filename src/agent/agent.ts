@@ -335,15 +335,7 @@ export class Agent {
     if (room) this.congestion?.noteRoom();
     else if (this.congestion) room = await this.congestion.waitForRoom(hasRoom);
     if (room) {
-      const { seq, written } = this.log.append({
-        type,
-        flags,
-        disk: disk.record.id,
-        time: Date.now(),
-        offset,
-        length,
-        payload,
-      });
+      const { seq, written } = this.appendChange(disk, type, offset, length, flags, payload);
       try {
         await written;
         return seq;
@@ -363,6 +355,18 @@ export class Agent {
     this.noteUnlogged();
     await disk.bitmap.mark(offset, length);
     return undefined;
+  }
+
+  /** Appends a change record of one disk, stamped now. */
+  private appendChange(
+    disk: CapturedDisk,
+    type: NewRecordType,
+    offset: number,
+    length: number,
+    flags: number,
+    payload: Buffer,
+  ): { seq: number; written: Promise<void> } {
+    return this.log.append({ type, flags, disk: disk.record.id, time: Date.now(), offset, length, payload });
   }
 
   /** A change reached (or may reach) a disk without a log record. */
@@ -539,15 +543,8 @@ export class Agent {
   ): Promise<boolean> {
     const payload = kind === 'write' ? data! : Buffer.alloc(0);
     if (this.closing || !this.log.hasRoom(payload.length)) return false;
-    const { seq, written } = this.log.append({
-      type: kind === 'write' ? RecordType.Write : RecordType.Zero,
-      flags: 0,
-      disk: disk.record.id,
-      time: Date.now(),
-      offset,
-      length,
-      payload,
-    });
+    const type = kind === 'write' ? RecordType.Write : RecordType.Zero;
+    const { seq, written } = this.appendChange(disk, type, offset, length, 0, payload);
     try {
       await written;
       return true;

@@ -270,8 +270,7 @@ interface HashAnswer {
 
 /** The step's bytes, or undefined when it is entirely a hole (nothing to read). */
 async function readStep(disk: CapturedDisk, offset: number, length: number): Promise<Buffer | undefined> {
-  const ext = disk.store.extents(offset, length, 2);
-  if (ext.length > 0 && ext[0]!.hole && ext[0]!.offset + ext[0]!.length >= offset + length) return undefined;
+  if (disk.store.isHole(offset, length)) return undefined;
   const buf = Buffer.allocUnsafe(length);
   await disk.store.readInto(buf, offset);
   return buf;

@@ -39,8 +39,17 @@ function headerValid(header: Buffer, regionSize: number, diskSize: number): bool
   );
 }
 
+/** Set bits in a byte, by byte value. */
+const POPCOUNT = Uint8Array.from({ length: 256 }, (_, b) => {
+  let n = 0;
+  for (let v = b; v; v &= v - 1) n++;
+  return n;
+});
+
 export class DirtyBitmap {
   private dirtySinceSync = false;
+  /** Regions marked now: kept as bits change, so dirtyBytes costs nothing on hot paths. */
+  private marked = 0;
   private writes: Promise<void> = Promise.resolve();
 
   private constructor(
@@ -82,6 +91,7 @@ export class DirtyBitmap {
       await fh.write(header, 0, HEADER, 0);
       await fh.sync();
     }
+    bm.marked = bm.countMarked();
     return bm;
   }
 
@@ -128,6 +138,7 @@ export class DirtyBitmap {
       const bit = 1 << (r & 7);
       if (!(this.bits[byte] & bit)) {
         this.bits[byte] |= bit;
+        this.marked++;
         lo = Math.min(lo, byte);
         hi = Math.max(hi, byte);
       }
@@ -164,7 +175,12 @@ export class DirtyBitmap {
         ? this.bits.length * 8
         : Math.floor((offset + length) / this.regionSize);
     if (end <= first) return;
-    for (let r = first; r < end; r++) this.bits[r >> 3] &= ~(1 << (r & 7));
+    const regions = Math.ceil(this.diskSize / this.regionSize);
+    for (let r = first; r < end; r++) {
+      const bit = 1 << (r & 7);
+      if (r < regions && this.bits[r >> 3]! & bit) this.marked--;
+      this.bits[r >> 3]! &= ~bit;
+    }
     this.dirtySinceSync = true;
     // Only the bytes that changed (a resync clears 16 MiB at a time on disks of any size).
     const lo = first >> 3;
@@ -200,8 +216,22 @@ export class DirtyBitmap {
     return out;
   }
 
+  /** Regions marked, counted from the bits (the padding bits of the last byte excluded). */
+  private countMarked(): number {
+    const n = Math.ceil(this.diskSize / this.regionSize);
+    let count = 0;
+    for (let i = 0; i < n >> 3; i++) count += POPCOUNT[this.bits[i]!]!;
+    for (let r = n & ~7; r < n; r++) if (this.bits[r >> 3]! & (1 << (r & 7))) count++;
+    return count;
+  }
+
   get dirtyBytes(): number {
-    return this.regions().reduce((s, r) => s + r.length, 0);
+    if (this.marked === 0) return 0;
+    // The last region may extend past the disk's end: count only what is on the disk.
+    const n = Math.ceil(this.diskSize / this.regionSize);
+    const last = n - 1;
+    const lastMarked = (this.bits[last >> 3]! & (1 << (last & 7))) !== 0;
+    return this.marked * this.regionSize - (lastMarked ? n * this.regionSize - this.diskSize : 0);
   }
 
   async sync(): Promise<void> {

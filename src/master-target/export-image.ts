@@ -1,11 +1,12 @@
 // Writes one disk of a point-in-time view to a new sparse raw image file.
+
 import { type FileHandle, lstat, open, rename, unlink } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
+import { isAllZero } from '../util/buffers.js';
 import { fsyncDir } from '../util/fsync-dir.js';
 import type { PointView } from './point-view.js';
 
 export const DEFAULT_EXPORT_CHUNK = 1024 * 1024;
-const ZEROES = Buffer.alloc(64 * 1024);
 
 export interface ExportImageOptions {
   /** Read size; also the granularity at which zeroes are left as holes. */
@@ -83,12 +84,4 @@ async function writeAll(fh: FileHandle, buf: Buffer, offset: number): Promise<vo
     const { bytesWritten } = await fh.write(buf, done, buf.length - done, offset + done);
     done += bytesWritten;
   }
-}
-
-function isAllZero(buf: Buffer): boolean {
-  for (let i = 0; i < buf.length; i += ZEROES.length) {
-    const n = Math.min(ZEROES.length, buf.length - i);
-    if (!buf.subarray(i, i + n).equals(ZEROES.subarray(0, n))) return false;
-  }
-  return true;
 }

@@ -3,12 +3,14 @@
 // sequence per machine, so every point is consistent across the machine's disks).
 // Applying a batch: before-images to the journal, one journal sync, then the replica
 // writes, one replica sync, then appliedThrough in the state file. See docs/formats.md.
+
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { isSystemTag, RESYNC_END_TAG, RESYNC_START_TAG } from '../resync/markers.js';
 import { readBlockHashes } from '../resync/read-hashes.js';
 import { BlockStore } from '../storage/block-store.js';
+import { isAllZero } from '../util/buffers.js';
 import { readJsonFile, writeJsonFile } from '../util/json-file.js';
 import type { BlockHash } from '../wire/frame.js';
 import { describeDamage } from './journal-damage.js';
@@ -107,7 +109,6 @@ export const JOURNAL_CORRUPT = 'undo-journal-corrupt';
 /** Before-images are taken and journaled in chunks of at most this size (bounds memory). */
 export const CHUNK_BYTES = 16 * 1024 * 1024;
 const MAX_U32 = 0xffffffff;
-const ZEROES = Buffer.alloc(64 * 1024);
 
 export class Replica {
   private state: ReplicaState;
@@ -645,12 +646,4 @@ function journalMismatch(it: ReplicaItem, records: JournalEntry[]): string | und
     return `disk ${it.disk} [${it.offset}, +${it.length}), journal has disk ${first.disk} [${first.offset}, +${length})`;
   }
   return undefined;
-}
-
-function isAllZero(buf: Buffer): boolean {
-  for (let i = 0; i < buf.length; i += ZEROES.length) {
-    const n = Math.min(ZEROES.length, buf.length - i);
-    if (!buf.subarray(i, i + n).equals(ZEROES.subarray(0, n))) return false;
-  }
-  return true;
 }

@@ -3,20 +3,11 @@
 // replica's and sends only those that differ (zero blocks as write-zeroes, without data).
 // Pure functions; the I/O is in the agent's resync and the master target's hash service.
 import { xxh64 } from '@node-rs/xxhash';
+import { isAllZero } from '../util/buffers.js';
 import type { BlockHash } from '../wire/frame.js';
 
 /** Blocks compared by a resync (the 64 KiB). */
 export const RESYNC_BLOCK = 64 * 1024;
-
-const ZEROES = Buffer.alloc(64 * 1024);
-
-export function isAllZero(buf: Buffer): boolean {
-  for (let i = 0; i < buf.length; i += ZEROES.length) {
-    const n = Math.min(ZEROES.length, buf.length - i);
-    if (!buf.subarray(i, i + n).equals(n === ZEROES.length ? ZEROES : ZEROES.subarray(0, n))) return false;
-  }
-  return true;
-}
 
 export function hashBlock(buf: Buffer): BlockHash {
   return isAllZero(buf) ? { zero: true } : { zero: false, hash: xxh64(buf) };

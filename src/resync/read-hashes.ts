@@ -7,10 +7,7 @@ import { hashBlocks } from './block-hash.js';
 /** Reads at most this much at a time. */
 const READ_BYTES = 4 * 1024 * 1024;
 
-/**
- * Hashes of count blocks of blockSize from offset, clipped to the disk's end. With `keep`,
- * also returns the bytes read (holes as zeroes): the agent needs them to send what differs.
- */
+/** Hashes of count blocks of blockSize from offset, clipped to the disk's end. */
 export async function readBlockHashes(
   store: BlockStore,
   offset: number,
@@ -22,8 +19,7 @@ export async function readBlockHashes(
   let pos = offset;
   while (pos < end) {
     const step = Math.min(end - pos, Math.max(blockSize, Math.floor(READ_BYTES / blockSize) * blockSize));
-    const ext = store.extents(pos, step, 2);
-    if (ext.length > 0 && ext[0]!.hole && ext[0]!.offset + ext[0]!.length >= pos + step) {
+    if (store.isHole(pos, step)) {
       // The whole step is a hole: zero blocks without a read.
       for (let at = pos; at < pos + step; at += blockSize) out.push({ zero: true });
     } else {

@@ -142,6 +142,14 @@ export class BlockStore {
     return out;
   }
 
+  /** True when [offset, offset+length) is entirely unallocated (reads as zeroes without a read). */
+  isHole(offset: number, length: number): boolean {
+    const first = this.extents(offset, length, 1)[0];
+    return (
+      first !== undefined && first.hole && first.offset + first.length >= Math.min(offset + length, this.size)
+    );
+  }
+
   async close(): Promise<void> {
     await this.fh.close();
   }

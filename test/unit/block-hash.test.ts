@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { hashBlock, hashBlocks, planResync, sameBlock } from '../../src/resync/block-hash.js';
-import { isAllZero } from '../../src/util/buffers.js';
 import { isSystemTag, RESYNC_END_TAG, RESYNC_START_TAG } from '../../src/resync/markers.js';
+import { isAllZero } from '../../src/util/buffers.js';
 
 const B = 64 * 1024;
 const data = (fill: number) => Buffer.alloc(B, fill);

@@ -13,6 +13,8 @@ APT_PACKAGES=(
   fuse3 e2fsprogs util-linux       # nbdfuse mounts, mkfs/e2fsck, losetup/mount
   fio                              # workloads and benchmarks
   rsync iproute2
+  postgresql                       # the configuration server’s tests run on PostgreSQL too
+  dosfstools                       # vfat volumes for the retention-volume rules
 )
 
 missing=()

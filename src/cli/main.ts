@@ -5,8 +5,11 @@ import { Command } from 'commander';
 import { registerAgentCommands } from './agent-commands.js';
 import { registerCaCommands } from './ca-commands.js';
 import { registerDrillCommand } from './drill-command.js';
+import { exitCodeFor } from './exit-codes.js';
 import { registerMasterTargetCommands } from './master-target-commands.js';
 import { registerProcessServerCommands } from './process-server-commands.js';
+import { registerServerCommands } from './server-commands.js';
+import { registerSiteCommands } from './site-commands.js';
 
 const program = new Command();
 program
@@ -20,8 +23,10 @@ registerDrillCommand(program);
 registerCaCommands(program);
 registerProcessServerCommands(program);
 registerMasterTargetCommands(program);
+registerServerCommands(program);
+registerSiteCommands(program);
 
 program.parseAsync(process.argv).catch((e: Error) => {
   console.error(`rebound: error: ${e.message}`);
-  process.exit(1);
+  process.exit(exitCodeFor(e));
 });

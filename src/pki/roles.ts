@@ -1,7 +1,7 @@
 // Component roles and the identity a certificate carries. Pure: no I/O.
 import type { PeerCertificate } from 'node:tls';
 
-export const ROLES = ['agent', 'process-server', 'master-target'] as const;
+export const ROLES = ['agent', 'process-server', 'master-target', 'configuration-server'] as const;
 export type Role = (typeof ROLES)[number];
 
 /** A component's name: what goes in the certificate's CN and DNS SAN and in file names. */

@@ -146,7 +146,7 @@ describe('wire protocol over mutual TLS 1.3', { timeout: 120_000 }, () => {
         assert.equal(e.code, 1);
         assert.match(
           e.stderr,
-          /^rebound: error: role 'boss' is not valid: use one of agent, process-server, master-target\n$/,
+          /^rebound: error: role 'boss' is not valid: use one of agent, process-server, master-target, configuration-server\n$/,
         );
         return true;
       },

@@ -72,8 +72,13 @@ export async function startAgent(args: string[], timeoutMs = 20_000): Promise<Ru
 /** Runs the rebound CLI to completion and returns its output. */
 export async function runCli(
   args: string[],
+  opts: { env?: NodeJS.ProcessEnv; input?: string } = {},
 ): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [CLI, ...args], {
+    stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+    env: opts.env ? { ...process.env, ...opts.env } : process.env,
+  });
+  if (opts.input !== undefined) child.stdin!.end(opts.input);
   let stdout = '';
   let stderr = '';
   child.stdout!.on('data', (d) => {

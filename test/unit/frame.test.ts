@@ -295,7 +295,8 @@ describe('payload codecs', () => {
     const badRole = Buffer.from(p);
     badRole.write('b', 10, 'latin1'); // 'agent' -> 'bgent'
     assert.throws(() => decodeHello(badRole), {
-      message: "hello role 'bgent' is unknown (expected agent, process-server, master-target)",
+      message:
+        "hello role 'bgent' is unknown (expected agent, process-server, master-target, configuration-server)",
     });
     assert.throws(() => decodeHello(p.subarray(0, 5)), {
       message: 'hello payload is 5 bytes: too short for its resumeFrom',

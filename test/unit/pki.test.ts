@@ -116,7 +116,7 @@ describe('deployment CA', () => {
   test('bad input is named', async () => {
     await assert.rejects(
       issueCert(caDir, { role: 'boss', name: 'x' }),
-      /role 'boss' is not valid: use one of agent, process-server, master-target/,
+      /role 'boss' is not valid: use one of agent, process-server, master-target, configuration-server/,
     );
     for (const name of ['', '-x', 'a/b', '../up', 'x'.repeat(65), 'a b']) {
       await assert.rejects(issueCert(caDir, { role: 'agent', name }), /name '.*' is not valid/, name);

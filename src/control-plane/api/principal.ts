@@ -1,0 +1,64 @@
+// Who is calling: a person with the admin token, a component with a certificate from the
+// deployment's CA (mutual TLS), or nobody (only registration and the OpenAPI document).
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { TLSSocket } from 'node:tls';
+import type { FastifyRequest } from 'fastify';
+import { type Identity, peerIdentity, type Role } from '../../pki/roles.js';
+
+export type Principal =
+  | { kind: 'admin' }
+  | { kind: 'component'; identity: Identity }
+  | { kind: 'anonymous'; reason: string };
+
+/** Who may call a route: 'admin', a component role, or 'anyone' (registration, OpenAPI). */
+export type Access = 'admin' | Role | 'anyone';
+
+export function sha256Hex(text: string): string {
+  return createHash('sha256').update(text).digest('hex');
+}
+
+function sameHex(a: string, b: string): boolean {
+  const x = Buffer.from(a, 'hex');
+  const y = Buffer.from(b, 'hex');
+  return x.length === y.length && timingSafeEqual(x, y);
+}
+
+/**
+ * The caller of a request. A verified client certificate wins; otherwise a bearer token that
+ * hashes to one of adminTokenHashes makes the caller the admin.
+ */
+export function principalOf(req: FastifyRequest, adminTokenHashes: readonly string[]): Principal {
+  const socket = req.raw.socket as TLSSocket;
+  const peer = socket.getPeerCertificate();
+  const sentCertificate = Boolean(peer && 'raw' in peer && peer.raw);
+  if (socket.authorized) {
+    try {
+      return { kind: 'component', identity: peerIdentity(socket.getPeerCertificate()) };
+    } catch (e) {
+      return { kind: 'anonymous', reason: (e as Error).message };
+    }
+  }
+  const auth = req.headers.authorization;
+  if (auth?.startsWith('Bearer ')) {
+    const hash = sha256Hex(auth.slice('Bearer '.length).trim());
+    if (adminTokenHashes.some((h) => sameHex(h, hash))) return { kind: 'admin' };
+    return { kind: 'anonymous', reason: 'the bearer token is not valid' };
+  }
+  if (sentCertificate && socket.authorizationError) {
+    return { kind: 'anonymous', reason: `client certificate refused: ${socket.authorizationError}` };
+  }
+  return { kind: 'anonymous', reason: 'no client certificate and no bearer token' };
+}
+
+export function describePrincipal(p: Principal): string {
+  if (p.kind === 'admin') return 'admin';
+  if (p.kind === 'component') return `${p.identity.role}:${p.identity.name}`;
+  return 'anonymous';
+}
+
+export function allowed(p: Principal, access: readonly Access[]): boolean {
+  if (access.includes('anyone')) return true;
+  if (p.kind === 'admin') return access.includes('admin');
+  if (p.kind === 'component') return access.includes(p.identity.role);
+  return false;
+}

@@ -1,0 +1,30 @@
+// Every route module of the API. Each file owns one resource; see docs/api.md.
+import type { ServerContext } from '../../context.js';
+import type { Api } from '../app.js';
+import { registerAlertRoutes } from './alerts.js';
+import { registerComponentRoutes } from './components.js';
+import { registerItemRoutes } from './items.js';
+import { registerJobRoutes } from './jobs.js';
+import { registerMachineRoutes } from './machines.js';
+import { registerPolicyRoutes } from './policies.js';
+import { registerRegistrationRoutes } from './registration.js';
+import { registerServerAdminRoutes } from './server-admin.js';
+import { registerSiteRoutes } from './sites.js';
+import { registerStorageRoutes } from './storage.js';
+
+export async function registerRoutes(app: Api, ctx: ServerContext): Promise<void> {
+  for (const register of [
+    registerSiteRoutes,
+    registerRegistrationRoutes,
+    registerMachineRoutes,
+    registerComponentRoutes,
+    registerStorageRoutes,
+    registerPolicyRoutes,
+    registerItemRoutes,
+    registerJobRoutes,
+    registerAlertRoutes,
+    registerServerAdminRoutes,
+  ]) {
+    await register(app, ctx);
+  }
+}

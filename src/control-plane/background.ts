@@ -1,0 +1,13 @@
+// The configuration server's background work (heartbeat watch, inventory refresh, the job
+// runner, ...): each is started after the API listens and stopped before the database closes.
+import type { ServerContext } from './context.js';
+
+export interface BackgroundService {
+  name: string;
+  stop(): Promise<void>;
+}
+
+export type BackgroundStarter = (ctx: ServerContext) => Promise<BackgroundService>;
+
+/** Every background service, in start order (stopped in reverse). */
+export const BACKGROUND_SERVICES: BackgroundStarter[] = [];

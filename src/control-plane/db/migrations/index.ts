@@ -1,0 +1,8 @@
+// Every migration, in order. Kept in code (not discovered from files) so the build carries them
+// and their order is explicit. Add a new file and a line here; never edit one that shipped.
+import type { Migration } from 'kysely';
+import * as initial from './001-initial.js';
+
+export const MIGRATIONS: Record<string, Migration> = {
+  '001-initial': initial,
+};

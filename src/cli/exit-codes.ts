@@ -19,6 +19,10 @@ export const EXIT = {
   unreachable: 7,
   /** Too many attempts (429). */
   rateLimited: 8,
+  /** A watched job ended Failed. */
+  jobFailed: 9,
+  /** A watched job ended Cancelled. */
+  jobCancelled: 10,
 } as const;
 
 export function exitCodeFor(e: unknown): number {

@@ -6,6 +6,8 @@ import { registerAgentCommands } from './agent-commands.js';
 import { registerCaCommands } from './ca-commands.js';
 import { registerDrillCommand } from './drill-command.js';
 import { exitCodeFor } from './exit-codes.js';
+import { registerItemCommands } from './item-commands.js';
+import { registerJobCommands } from './job-commands.js';
 import { registerMasterTargetCommands } from './master-target-commands.js';
 import { registerProcessServerCommands } from './process-server-commands.js';
 import { registerServerCommands } from './server-commands.js';
@@ -25,6 +27,8 @@ registerProcessServerCommands(program);
 registerMasterTargetCommands(program);
 registerServerCommands(program);
 registerSiteCommands(program);
+registerItemCommands(program);
+registerJobCommands(program);
 
 program.parseAsync(process.argv).catch((e: Error) => {
   console.error(`rebound: error: ${e.message}`);

@@ -69,6 +69,7 @@ export class ConfigurationServer {
       caDir: paths.caDir,
       now: isoNow,
       adminTokenHashes: [],
+      builtin: {},
     };
     let ps: ProcessServer | undefined;
     let mt: MasterTarget | undefined;
@@ -85,6 +86,7 @@ export class ConfigurationServer {
           name: BUILTIN_MT_NAME,
           logger: opts.logger.child({ component: 'master-target' }),
         });
+        ctx.builtin.masterTarget = mt;
         await recordBuiltin(
           ctx,
           'master_targets',
@@ -102,6 +104,7 @@ export class ConfigurationServer {
           logger: opts.logger.child({ component: 'process-server' }),
           masterTarget: mt ? { host: '127.0.0.1', port: mt.port } : undefined,
         });
+        ctx.builtin.processServer = ps;
         await recordBuiltin(
           ctx,
           'process_servers',

@@ -2,6 +2,8 @@
 // where its files are. Routes and jobs get this, never globals.
 import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
+import type { MasterTarget } from '../master-target/master-target.js';
+import type { ProcessServer } from '../process-server/process-server.js';
 import type { DbKind } from './db/database.js';
 import type { Database } from './db/schema.js';
 
@@ -17,6 +19,8 @@ export interface ServerContext {
   now(): string;
   /** SHA-256 hex of every valid admin token. */
   adminTokenHashes: string[];
+  /** The process server and master target built into this server (S4), read directly. */
+  builtin: { processServer?: ProcessServer; masterTarget?: MasterTarget };
 }
 
 export const isoNow = (): string => new Date().toISOString();

@@ -1,7 +1,8 @@
 // The master target's network service: takes each machine's stream from its process
 // server over mutual TLS, applies it to the machine's replica (undo journal first, see
 // replica.ts) in batches, and acknowledges what is applied and durable.
-import { closeSync, ftruncateSync, mkdirSync, openSync, readdirSync } from 'node:fs';
+import { closeSync, existsSync, ftruncateSync, mkdirSync, openSync, readdirSync } from 'node:fs';
+import { readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { TlsMaterial } from '../pki/ca.js';
@@ -414,9 +415,53 @@ export class MasterTarget {
     }
   }
 
+  /** What removing a machine would delete: its replica disks and undo journal, on disk. */
+  async footprint(machineId: string): Promise<{ replicaBytes: number; journalBytes: number; disks: number }> {
+    return {
+      replicaBytes: await allocatedBytes(this.machineDir(machineId)),
+      journalBytes: await allocatedBytes(join(this.opts.retentionDir, machineId)),
+      disks: this.machines.get(machineId)?.disks.length ?? 0,
+    };
+  }
+
+  /**
+   * Deletes a machine's replica disks and its undo journal (its replication was disabled):
+   * its stream is closed first. Its process server must have stopped forwarding it (a new
+   * stream would make a new replica). Returns the bytes freed, or undefined if none was here.
+   */
+  async removeMachine(
+    machineId: string,
+  ): Promise<{ replicaBytes: number; journalBytes: number } | undefined> {
+    if (!isValidMachineId(machineId)) throw new Error(`machine id '${machineId}' is not valid`);
+    const m = this.machines.get(machineId);
+    const dir = this.machineDir(machineId);
+    const journalDir = join(this.opts.retentionDir, machineId);
+    if (!m && !existsSync(dir) && !existsSync(journalDir)) return undefined;
+    if (m) {
+      this.machines.delete(machineId);
+      m.conn?.close('replication of this machine was disabled', WireErrorCode.Shutdown);
+      await m.replica.close();
+    }
+    const freed = { replicaBytes: await allocatedBytes(dir), journalBytes: await allocatedBytes(journalDir) };
+    await rm(dir, { recursive: true, force: true });
+    await rm(journalDir, { recursive: true, force: true });
+    this.opts.logger.info({ machineId, ...freed }, 'master target: replica and journal removed');
+    return freed;
+  }
+
   async close(): Promise<void> {
     await this.pruner?.stop();
     await this.server?.close();
     for (const m of this.machines.values()) await m.replica.close();
   }
+}
+
+/** Bytes a directory tree takes on disk (sparse replicas count what they hold, not their size). */
+async function allocatedBytes(path: string): Promise<number> {
+  const st = await stat(path).catch(() => undefined);
+  if (!st) return 0;
+  if (!st.isDirectory()) return st.blocks * 512;
+  let n = 0;
+  for (const e of await readdir(path)) n += await allocatedBytes(join(path, e));
+  return n;
 }

@@ -3,6 +3,7 @@
 // acknowledges only what it has fsynced, and forwards the cache to the master target,
 // trimming it as the master target acknowledges.
 import { existsSync, mkdirSync, readdirSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { ChangeLog } from '../changelog/change-log.js';
@@ -526,6 +527,27 @@ export class ProcessServer {
       }
       await new Promise((r) => setTimeout(r, 1000));
     }
+  }
+
+  /**
+   * Forgets a machine whose replication was disabled: its stream is closed, its forwarding
+   * stopped and its cache deleted. Its agent must have stopped shipping first (a new stream
+   * would start a new cache). Returns whether there was anything to remove.
+   */
+  async removeMachine(machineId: string): Promise<boolean> {
+    if (!isValidMachineId(machineId)) throw new Error(`machine id '${machineId}' is not valid`);
+    const m = this.machines.get(machineId) ?? (await this.opening.get(machineId));
+    const dir = join(this.opts.dataDir, 'machines', machineId);
+    const existed = m !== undefined || existsSync(dir);
+    if (m) {
+      this.machines.delete(machineId);
+      m.conn?.close('replication of this machine was disabled', WireErrorCode.Shutdown);
+      await m.forwarder?.stop();
+      await m.log.close();
+      await m.acked.close();
+    }
+    await rm(dir, { recursive: true, force: true });
+    return existed;
   }
 
   async close(): Promise<void> {

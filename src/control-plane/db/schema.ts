@@ -149,6 +149,8 @@ export interface JobTable {
   ended_at: string | null;
   /** Who asked: 'admin' or a component identity. */
   requested_by: string;
+  /** When a cancellation was asked for (the job ends Cancelled before its next step). */
+  cancel_requested_at: string | null;
 }
 
 export interface JobStepTable {

@@ -34,9 +34,11 @@ export async function startConfigServer(opts: {
   args?: string[];
   env?: NodeJS.ProcessEnv;
   timeoutMs?: number;
+  /** Run this script instead of the CLI (it must end by running the CLI with its arguments). */
+  entry?: string;
 }): Promise<RunningConfigServer> {
   const args = [
-    CLI,
+    opts.entry ?? CLI,
     'server',
     'start',
     '--data-dir',

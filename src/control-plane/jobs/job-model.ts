@@ -41,9 +41,12 @@ export function jobSucceeded(s: string): boolean {
   return s === 'Succeeded' || s === 'Warning';
 }
 
+/** Steps whose work counts as done in full. */
+const DONE_STEP_STATES: readonly string[] = ['Succeeded', 'Warning', 'Skipped'];
+
 /**
  * The job's progress, 0-100: each step's progress weighted by its share of the work (a step
- * that has ended counts in full, whatever its state).
+ * that succeeded, warned or was skipped counts in full; a failed or cancelled one as far as it got).
  */
 export function jobProgress(
   steps: readonly { state: string; progress_pct: number; weight: number }[],
@@ -51,7 +54,8 @@ export function jobProgress(
   const total = steps.reduce((n, s) => n + s.weight, 0);
   if (total <= 0) return 0;
   const done = steps.reduce(
-    (n, s) => n + s.weight * (isFinalStepState(s.state) ? 100 : Math.min(100, Math.max(0, s.progress_pct))),
+    (n, s) =>
+      n + s.weight * (DONE_STEP_STATES.includes(s.state) ? 100 : Math.min(100, Math.max(0, s.progress_pct))),
     0,
   );
   return Math.round((done / total) * 10) / 10;

@@ -247,7 +247,7 @@ for (const kind of DATABASES) {
       assert.equal(points.seq, seq);
       assert.equal(points.kind, 'app');
       const shown = await cli(['items', 'show', 'web']);
-      assert.match(shown.stdout, /^machine web: protected\nitem [0-9a-f-]{36} \(forward\)\n/);
+      assert.match(shown.stdout, /^machine web: protected\nitem: [0-9a-f-]{36} \(forward\)\n/);
 
       // RPO against the policy: a threshold of 0 min is exceeded by any RPO; 15 min again clears it.
       const openAlert = () =>

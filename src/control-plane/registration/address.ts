@@ -18,7 +18,7 @@ const HOSTNAME =
 export function parseServerAddress(text: string): ServerAddress {
   const bad = (why: string) =>
     new Error(
-      `configuration server address '${text}' is not valid: ${why} (use HOST:PORT, e.g. 10.0.0.5:9443)`,
+      `configuration server address '${text}' is not valid: ${why}; use HOST:PORT, e.g. 10.0.0.5:9443`,
     );
   let rest = text.trim();
   if (/^https:\/\//i.test(rest)) rest = rest.slice('https://'.length).replace(/\/$/, '');

@@ -4,7 +4,9 @@
 // configurator log, machines and disks (ids unique across the deployment), an agent confined to
 // its own machine, heartbeats and the heartbeat-missing alert, and the wrong-passphrase limit.
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { once } from 'node:events';
 import { cpSync, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
@@ -13,7 +15,7 @@ import SQLite from 'better-sqlite3';
 import pg from 'pg';
 import { ApiClient, type ApiRequestError } from '../../src/control-plane/client/api-client.js';
 import { loadTlsMaterial } from '../../src/pki/ca.js';
-import { startAgent } from '../support/agent-process.js';
+import { CLI, startAgent } from '../support/agent-process.js';
 import { type RunningConfigServer, startConfigServer } from '../support/config-server.js';
 import { DATABASES, type DatabaseKind, databaseUrl } from '../support/postgres.js';
 import { scratchDir, sparseImage } from '../support/tmp.js';
@@ -440,6 +442,36 @@ for (const kind of DATABASES) {
       const ps = new ApiClient({ url: cs.url, ca: m.ca, key: m.key, cert: m.cert });
       await ps.post('/api/v1/heartbeats', { address: '127.0.0.1:9851', status: { cachedBytes: 0 } });
       await assert.rejects(ps.get(`/api/v1/machines/${nameA}`), (e: ApiRequestError) => e.status === 403);
+
+      // Silent, it gets an alert; `process-server start` on that --tls-dir heartbeats and clears it.
+      const silent = (a: AlertJson) =>
+        a.kind === 'heartbeat-missing' && a.message.startsWith(`process server '${name}' `);
+      await until('the process server alert', async () => (await alerts()).find(silent));
+      const child = spawn(
+        process.execPath,
+        [
+          CLI,
+          'process-server',
+          'start',
+          '--data-dir',
+          join(scratch.dir, 'ps-data'),
+          '--tls-dir',
+          dir,
+          '--name',
+          name,
+          '--listen',
+          '127.0.0.1:0',
+        ],
+        { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, REBOUND_HEARTBEAT_SECONDS: '1' } },
+      );
+      try {
+        await until('the process server alert cleared', async () =>
+          (await alerts()).some(silent) ? undefined : true,
+        );
+      } finally {
+        child.kill('SIGTERM');
+        await once(child, 'exit');
+      }
 
       const builtin = await cs.cli([
         'master-target',

@@ -3,11 +3,13 @@
 import './threadpool.js';
 import { Command } from 'commander';
 import { registerAgentCommands } from './agent-commands.js';
+import { registerAlertCommands } from './alert-commands.js';
 import { registerCaCommands } from './ca-commands.js';
 import { registerDrillCommand } from './drill-command.js';
 import { exitCodeFor } from './exit-codes.js';
 import { registerItemCommands } from './item-commands.js';
 import { registerJobCommands } from './job-commands.js';
+import { registerMachineCommands } from './machine-commands.js';
 import { registerMasterTargetCommands } from './master-target-commands.js';
 import { registerProcessServerCommands } from './process-server-commands.js';
 import { registerServerCommands } from './server-commands.js';
@@ -29,6 +31,8 @@ registerServerCommands(program);
 registerSiteCommands(program);
 registerItemCommands(program);
 registerJobCommands(program);
+registerMachineCommands(program);
+registerAlertCommands(program);
 
 program.parseAsync(process.argv).catch((e: Error) => {
   console.error(`rebound: error: ${e.message}`);

@@ -1,6 +1,7 @@
 // The configuration server's background work (heartbeat watch, inventory refresh, the job
 // runner, ...): each is started after the API listens and stopped before the database closes.
 import type { ServerContext } from './context.js';
+import { startHeartbeatWatch } from './heartbeat-watch.js';
 import { startItemMonitor } from './items/item-monitor.js';
 import { startJobRunner } from './jobs/service.js';
 
@@ -12,4 +13,8 @@ export interface BackgroundService {
 export type BackgroundStarter = (ctx: ServerContext) => Promise<BackgroundService>;
 
 /** Every background service, in start order (stopped in reverse). */
-export const BACKGROUND_SERVICES: BackgroundStarter[] = [startJobRunner, (ctx) => startItemMonitor(ctx)];
+export const BACKGROUND_SERVICES: BackgroundStarter[] = [
+  startHeartbeatWatch,
+  startJobRunner,
+  (ctx) => startItemMonitor(ctx),
+];

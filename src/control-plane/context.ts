@@ -21,6 +21,8 @@ export interface ServerContext {
   adminTokenHashes: string[];
   /** The process server and master target built into this server (S4), read directly. */
   builtin: { processServer?: ProcessServer; masterTarget?: MasterTarget };
+  /** Minutes of silence before a component's heartbeat-missing alert (default 15). */
+  heartbeatAlertMinutes?: number;
 }
 
 export const isoNow = (): string => new Date().toISOString();

@@ -15,8 +15,10 @@ export function controlSocketPath(dataDir: string): string {
 
 export async function startControlServer(
   agent: Agent,
-  extras: { appPoints?: AppPoints; shipper?: Shipper } = {},
+  /** shipper: the one running, or how to find it (the configuration server may start one later). */
+  extras: { appPoints?: AppPoints; shipper?: Shipper | (() => Shipper | undefined) } = {},
 ): Promise<Server> {
+  const shipper = () => (typeof extras.shipper === 'function' ? extras.shipper() : extras.shipper);
   const path = controlSocketPath(agent.dataDir);
   if (existsSync(path)) unlinkSync(path);
   const server = createServer(async (req, res) => {
@@ -29,7 +31,7 @@ export async function startControlServer(
       if (req.method === 'GET' && url.pathname === '/status')
         return send(200, {
           ...agent.status(),
-          ...agentLiveStatus(agent, extras.shipper),
+          ...agentLiveStatus(agent, shipper()),
           appConsistent: extras.appPoints?.status(),
         });
       if (req.method === 'POST' && url.pathname === '/app-points') {

@@ -9,6 +9,7 @@ import { Congestion } from '../agent/congestion.js';
 import { callAgent, startControlServer } from '../agent/control-server.js';
 import { type AgentLiveStatus, formatLiveStatus } from '../agent/live-status.js';
 import { formatSummary, summarizeDataDir } from '../agent/log-summary.js';
+import { ManagedReplication } from '../agent/managed-replication.js';
 import { formatPolicyStatus, type PolicyStatus } from '../agent/policy-status.js';
 import { Shipper } from '../agent/shipper.js';
 import { applyLog } from '../changelog/apply.js';
@@ -154,7 +155,21 @@ export function registerAgentCommands(program: Command): void {
           ? new Shipper({ agent: a, host: ps.host, port: ps.port, material, name: name!, logger, ackGate })
           : undefined;
       shipper?.start();
-      const control = await startControlServer(a, { appPoints, shipper });
+      // Registered and not told where to ship: the configuration server says, in heartbeat answers.
+      const managed =
+        !ps && registration
+          ? new ManagedReplication({
+              agent: a,
+              material: await registrationMaterial(registration),
+              name: name!,
+              logger,
+              ackTimeoutMs,
+            })
+          : undefined;
+      const control = await startControlServer(a, {
+        appPoints,
+        shipper: managed ? () => managed.shipper : shipper,
+      });
       const observability = await startAgentObservability(a, shipper, logger, metricsListen);
       await appPoints.start();
       const heartbeater = csClient
@@ -170,12 +185,15 @@ export function registerAgentCommands(program: Command): void {
                   appliedThrough: st.appliedThrough,
                   logBytes: st.logBytes,
                   logLimitBytes: st.logLimitBytes,
+                  // Shipping and initial-copy progress (the server shows an item's N %).
+                  ...(st.replication ? { replication: st.replication } : {}),
                 },
                 disks: a.diskRecords
                   .filter((d) => d.uuid)
                   .map((d) => ({ id: d.uuid!, name: d.name, sizeBytes: d.size, path: d.path })),
               };
             },
+            onAnswer: (answer) => void managed?.apply(answer.replication),
           })
         : undefined;
       heartbeater?.start();
@@ -191,6 +209,7 @@ export function registerAgentCommands(program: Command): void {
         await observability.close();
         await server.close();
         await shipper?.stop();
+        await managed?.stop();
         await a.close();
         process.exit(0);
       };

@@ -1,6 +1,7 @@
 // What components send to POST /api/v1/heartbeats and what they get back (docs/control-plane.md).
 // The answer is meant to grow (e.g. a `replication` field with the settings an agent should
 // apply): components ignore fields they do not know.
+import type { ReplicationConfig } from './items/agent-config.js';
 import type { ReportedDisk } from './registration/protocol.js';
 
 /** How often components heartbeat unless told otherwise (REBOUND_HEARTBEAT_SECONDS in tests). */
@@ -22,6 +23,11 @@ export interface HeartbeatAnswer {
   /** The server's clock. */
   now: string;
   nextHeartbeatSeconds: number;
+  /**
+   * Agents only: where and how to ship the change log now (its machine is protected), or null
+   * to ship nothing. Absent for other components.
+   */
+  replication?: ReplicationConfig | null;
 }
 
 /** The interval a component uses: the env override, else what the server said, else 15 s. */

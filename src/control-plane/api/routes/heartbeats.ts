@@ -9,6 +9,7 @@ import {
   type HeartbeatRequest,
 } from '../../heartbeat-contract.js';
 import { HEARTBEAT_MISSING } from '../../heartbeat-watch.js';
+import { type ReplicationConfig, replicationConfigFor } from '../../items/agent-config.js';
 import { machineOfAgent, syncDisks } from '../../machines-store.js';
 import type { Api } from '../app.js';
 import { DiskListSchema } from '../disk-schema.js';
@@ -28,9 +29,21 @@ const HeartbeatBody = Type.Object(
 
 // Extensible: fields added here later (e.g. `replication` for agents) reach components, which
 // ignore what they do not know.
+const ReplicationConfigSchema = Type.Object({
+  itemId: Type.String(),
+  processServer: Type.String({ description: 'host:port to ship the change log to' }),
+  processServerName: Type.String(),
+  ackMode: Type.String(),
+  appConsistentMinutes: Type.Number(),
+  crashConsistentMinutes: Type.Number(),
+  retentionHours: Type.Number(),
+  rpoThresholdMinutes: Type.Number(),
+});
+
 const HeartbeatAnswerSchema = Type.Object({
   now: Type.String(),
   nextHeartbeatSeconds: Type.Number(),
+  replication: Type.Optional(Type.Union([ReplicationConfigSchema, Type.Null()])),
 });
 
 export async function registerHeartbeatRoutes(app: Api, ctx: ServerContext): Promise<void> {
@@ -51,6 +64,7 @@ export async function registerHeartbeatRoutes(app: Api, ctx: ServerContext): Pro
       const hb = req.body as HeartbeatRequest;
       const now = ctx.now();
       const status = hb.status === undefined ? undefined : JSON.stringify(hb.status);
+      let replication: ReplicationConfig | null | undefined;
       if (role === 'agent') {
         const machine = await machineOfAgent(ctx.db, name);
         if (!machine) {
@@ -66,6 +80,8 @@ export async function registerHeartbeatRoutes(app: Api, ctx: ServerContext): Pro
           .where('id', '=', machine.id)
           .execute();
         await clearAlert(ctx, HEARTBEAT_MISSING, machine.id);
+        // Where its machine's replication goes now (null: ship nothing).
+        replication = await replicationConfigFor(ctx, machine.id);
         if (hb.disks) {
           try {
             await ctx.db.transaction().execute((trx) => syncDisks(trx, machine, hb.disks!, now));
@@ -99,7 +115,11 @@ export async function registerHeartbeatRoutes(app: Api, ctx: ServerContext): Pro
           .execute();
         await clearAlert(ctx, HEARTBEAT_MISSING, row.id);
       }
-      return { now, nextHeartbeatSeconds: DEFAULT_HEARTBEAT_SECONDS };
+      return {
+        now,
+        nextHeartbeatSeconds: DEFAULT_HEARTBEAT_SECONDS,
+        ...(replication === undefined ? {} : { replication }),
+      };
     },
   );
 }

@@ -4,12 +4,15 @@ import './threadpool.js';
 import { Command } from 'commander';
 import { registerAgentCommands } from './agent-commands.js';
 import { registerCaCommands } from './ca-commands.js';
+import { registerComponentCommands } from './component-commands.js';
 import { registerDrillCommand } from './drill-command.js';
 import { exitCodeFor } from './exit-codes.js';
 import { registerMasterTargetCommands } from './master-target-commands.js';
+import { registerPolicyCommands } from './policy-commands.js';
 import { registerProcessServerCommands } from './process-server-commands.js';
 import { registerServerCommands } from './server-commands.js';
 import { registerSiteCommands } from './site-commands.js';
+import { registerStorageCommands } from './storage-commands.js';
 
 const program = new Command();
 program
@@ -25,6 +28,9 @@ registerProcessServerCommands(program);
 registerMasterTargetCommands(program);
 registerServerCommands(program);
 registerSiteCommands(program);
+registerComponentCommands(program);
+registerStorageCommands(program);
+registerPolicyCommands(program);
 
 program.parseAsync(process.argv).catch((e: Error) => {
   console.error(`rebound: error: ${e.message}`);

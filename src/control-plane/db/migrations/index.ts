@@ -2,7 +2,9 @@
 // and their order is explicit. Add a new file and a line here; never edit one that shipped.
 import type { Migration } from 'kysely';
 import * as initial from './001-initial.js';
+import * as inventory from './002-inventory.js';
 
 export const MIGRATIONS: Record<string, Migration> = {
   '001-initial': initial,
+  '002-inventory': inventory,
 };

@@ -9,7 +9,10 @@ import {
   type PolicyField,
 } from '../../src/control-plane/policies/policy-rules.js';
 
-type Case = [changes: Partial<Record<PolicyField, unknown>>, expected: string | Partial<typeof DEFAULT_POLICY>];
+type Case = [
+  changes: Partial<Record<PolicyField, unknown>>,
+  expected: string | Partial<typeof DEFAULT_POLICY>,
+];
 
 const RPO = 'use a whole number of minutes from 1 to 1440 (24 h)';
 const RET = 'use a whole number of hours from 1 to 720 (30 days)';
@@ -31,14 +34,20 @@ const CASES: Case[] = [
   [{ retention_hours: 0 }, `retention_hours 0 is not valid: ${RET}`],
   [{ retention_hours: -24 }, `retention_hours -24 is not valid: ${RET}`],
   [{ app_consistent_minutes: 0 }, { app_consistent_minutes: 0 }],
-  [{ app_consistent_minutes: 720, retention_hours: 12 }, { app_consistent_minutes: 720, retention_hours: 12 }],
+  [
+    { app_consistent_minutes: 720, retention_hours: 12 },
+    { app_consistent_minutes: 720, retention_hours: 12 },
+  ],
   [{ app_consistent_minutes: 721 }, `app_consistent_minutes 721 is not valid: ${APP}`],
   [{ app_consistent_minutes: -1 }, `app_consistent_minutes -1 is not valid: ${APP}`],
   [
     { app_consistent_minutes: 120, retention_hours: 1 },
     'app_consistent_minutes 120 is longer than the retention window (retention_hours 1 = 60 minutes): use at most 60, or 0 (off)',
   ],
-  [{ app_consistent_minutes: 0, retention_hours: 1 }, { app_consistent_minutes: 0, retention_hours: 1 }],
+  [
+    { app_consistent_minutes: 0, retention_hours: 1 },
+    { app_consistent_minutes: 0, retention_hours: 1 },
+  ],
   [{ crash_consistent_minutes: 1 }, { crash_consistent_minutes: 1 }],
   [{ crash_consistent_minutes: 60 }, { crash_consistent_minutes: 60 }],
   [{ crash_consistent_minutes: 0 }, `crash_consistent_minutes 0 is not valid: ${CRASH}`],

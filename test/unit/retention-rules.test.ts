@@ -60,7 +60,7 @@ const CASES: [string, Partial<VolumeFacts>, string | null][] = [
   [
     'several rules at once, in order',
     { fs_type: 'vfat', cache_volume: true, install_volume: true, mount_point: '/' },
-    'not FAT/FAT32 (S24): the file system is vfat; not the cache volume (S24): / holds a process server\'s cache; ' +
+    "not FAT/FAT32 (S24): the file system is vfat; not the cache volume (S24): / holds a process server's cache; " +
       'not the install volume (S24): / holds the Rebound installation or its data',
   ],
 ];
@@ -75,7 +75,9 @@ describe('retention volume rules (S24)', () => {
 
   test('problems carry the rule id', () => {
     assert.deepEqual(
-      retentionVolumeProblems({ ...GOOD, fs_type: 'vfat', read_only: true, lock_held: true }).map((p) => p.rule),
+      retentionVolumeProblems({ ...GOOD, fs_type: 'vfat', read_only: true, lock_held: true }).map(
+        (p) => p.rule,
+      ),
       ['not-fat', 'not-locked', 'not-locked'],
     );
   });
@@ -86,6 +88,9 @@ describe('retention volume rules (S24)', () => {
       datastoreProblem({ ...GOOD, read_only: true }),
       'the file system at /mnt/retention is mounted read-only',
     );
-    assert.equal(datastoreProblem({ ...GOOD, error: '/x does not exist' }), 'cannot be probed: /x does not exist');
+    assert.equal(
+      datastoreProblem({ ...GOOD, error: '/x does not exist' }),
+      'cannot be probed: /x does not exist',
+    );
   });
 });

@@ -68,3 +68,19 @@ export function devString(dev: bigint): string {
 export function isReadOnly(e: MountEntry): boolean {
   return e.options.includes('ro');
 }
+
+/** FUSE drivers of FAT-family file systems, by the subtype they mount as (fuse.SUBTYPE). */
+const FUSE_SUBTYPES: Record<string, string> = { fusefat: 'vfat', exfat: 'exfat', 'exfat-fuse': 'exfat' };
+
+/**
+ * The file system on the volume, as S24 judges it: the kernel's type, except under FUSE, where
+ * the kernel only says `fuse.DRIVER` or `fuseblk` (then the driver, or blkid's answer, tells).
+ */
+export function onDiskFsType(kernelType: string, blkidType?: string): string {
+  if (kernelType.startsWith('fuse.')) {
+    const driver = kernelType.slice('fuse.'.length);
+    return FUSE_SUBTYPES[driver] ?? kernelType;
+  }
+  if (kernelType === 'fuseblk' && blkidType) return blkidType;
+  return kernelType;
+}

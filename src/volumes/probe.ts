@@ -8,7 +8,14 @@ import { existsSync } from 'node:fs';
 import { readFile, realpath, stat, statfs } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { devString, isReadOnly, mountOf, parseMountinfo } from './mountinfo.js';
+import {
+  devString,
+  isReadOnly,
+  type MountEntry,
+  mountOf,
+  onDiskFsType,
+  parseMountinfo,
+} from './mountinfo.js';
 import type { VolumeFacts } from './volume-facts.js';
 
 /** The file whose flock marks a volume as locked (S24). */
@@ -65,6 +72,16 @@ function lockHeld(dir: string): Promise<boolean> {
   });
 }
 
+/** For a fuseblk mount: what blkid finds on its device (undefined when it cannot tell). */
+function blkidType(mount: MountEntry): Promise<string | undefined> {
+  if (mount.fsType !== 'fuseblk' || !mount.source.startsWith('/')) return Promise.resolve(undefined);
+  return new Promise((resolve) => {
+    execFile('blkid', ['-p', '-o', 'value', '-s', 'TYPE', mount.source], { timeout: 10_000 }, (err, out) =>
+      resolve(err ? undefined : out.trim() || undefined),
+    );
+  });
+}
+
 export async function probeVolume(path: string, reserved: ReservedPaths): Promise<VolumeFacts> {
   const probed_at = new Date().toISOString();
   const facts: VolumeFacts = {
@@ -73,6 +90,7 @@ export async function probeVolume(path: string, reserved: ReservedPaths): Promis
     mount_point: null,
     device: null,
     fs_type: null,
+    mount_type: null,
     capacity_bytes: 0,
     free_bytes: 0,
     read_only: false,
@@ -96,7 +114,8 @@ export async function probeVolume(path: string, reserved: ReservedPaths): Promis
       ...facts,
       mount_point: mount?.mountPoint ?? null,
       device: mount?.source ?? null,
-      fs_type: mount?.fsType ?? null,
+      fs_type: mount ? onDiskFsType(mount.fsType, await blkidType(mount)) : null,
+      mount_type: mount?.fsType ?? null,
       capacity_bytes: fs.blocks * fs.bsize,
       free_bytes: fs.bavail * fs.bsize,
       read_only: mount ? isReadOnly(mount) : false,

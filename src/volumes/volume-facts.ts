@@ -3,17 +3,26 @@
 // probes its own paths (probe.ts) and reports these; the server never guesses them. Pure.
 import { type Static, Type } from '@sinclair/typebox';
 
+/**
+ * A string or null, as OpenAPI 3.0 says it. Not a union: Fastify's validator coerces types and
+ * would take a null for the union's string branch and turn it into ''.
+ */
+const NullableString = (description?: string) =>
+  Type.Unsafe<string | null>({ type: 'string', nullable: true, ...(description ? { description } : {}) });
+
 export const VolumeFactsSchema = Type.Object({
   /** The path as configured (a directory on the volume). */
   path: Type.String(),
   /** Why it could not be probed (missing, not a directory, permission...); null when probed. */
-  error: Type.Union([Type.String(), Type.Null()]),
+  error: NullableString(),
   /** The mount point of the file system holding the path. */
-  mount_point: Type.Union([Type.String(), Type.Null()]),
+  mount_point: NullableString(),
   /** The mount's source (e.g. /dev/loop3). */
-  device: Type.Union([Type.String(), Type.Null()]),
-  /** The kernel's file-system type (ext4, xfs, vfat...). */
-  fs_type: Type.Union([Type.String(), Type.Null()]),
+  device: NullableString(),
+  /** The file system on the volume (ext4, xfs, vfat...), also under FUSE (see mount_type). */
+  fs_type: NullableString(),
+  /** The kernel's mount type (differs from fs_type under FUSE: fuse.fusefat, fuseblk). */
+  mount_type: NullableString(),
   capacity_bytes: Type.Number({ minimum: 0 }),
   /** Bytes available to the master target (not root's reserve). */
   free_bytes: Type.Number({ minimum: 0 }),
@@ -40,6 +49,7 @@ export function unprobedFacts(path: string, error: string, now: string): VolumeF
     mount_point: null,
     device: null,
     fs_type: null,
+    mount_type: null,
     capacity_bytes: 0,
     free_bytes: 0,
     read_only: false,

@@ -1,12 +1,19 @@
 // Small real file systems for tests: an image file, mkfs (ext4 or vfat), `mount -o loop`
-// (read-only if asked) under a scratch dir. Everything is unmounted and removed by cleanup(),
+// (read-only if asked) under a scratch dir. A kernel without vfat (no modules, as on these
+// machines) gets the FAT image through fusefat instead: still a real FAT file system. Everything is unmounted and removed by cleanup(),
 // which also runs at process exit if a test forgot it (needs root, like the rest of the suite).
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { run } from '../../src/util/exec.js';
 import { sparseImage } from './tmp.js';
+
+async function kernelHas(fs: string): Promise<boolean> {
+  const text = await readFile('/proc/filesystems', 'utf8');
+  return text.split('\n').some((l) => l.trim().split(/\s+/).pop() === fs);
+}
 
 export class LoopVolumes {
   readonly dir = mkdtempSync(join(tmpdir(), 'rebound-loopvol-'));
@@ -28,7 +35,11 @@ export class LoopVolumes {
     else await run('mkfs.vfat', [image]);
     const mnt = join(this.dir, name);
     mkdirSync(mnt);
-    await run('mount', ['-o', opts.readOnly ? 'loop,ro' : 'loop', image, mnt]);
+    if (fs === 'vfat' && !(await kernelHas('vfat'))) {
+      await run('fusefat', ['-o', opts.readOnly ? 'ro' : 'rw+', image, mnt]);
+    } else {
+      await run('mount', ['-o', opts.readOnly ? 'loop,ro' : 'loop', image, mnt]);
+    }
     this.mounts.push(mnt);
     return mnt;
   }

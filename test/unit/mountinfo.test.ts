@@ -1,7 +1,7 @@
 // /proc/self/mountinfo: the mount that holds a path, stacked and bind mounts, escapes.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { devString, isReadOnly, mountOf, parseMountinfo } from '../../src/volumes/mountinfo.js';
+import { devString, isReadOnly, mountOf, onDiskFsType, parseMountinfo } from '../../src/volumes/mountinfo.js';
 
 const TEXT = [
   '22 1 253:0 / / rw,relatime shared:1 - ext4 /dev/vda rw',
@@ -52,5 +52,14 @@ describe('mountinfo', () => {
     assert.equal(devString(0xfd00n), '253:0');
     assert.equal(devString(0x10301n), '259:1'); // NVMe
     assert.equal(devString(0x100700n), '7:256'); // minor above 255
+  });
+
+  test('the file system under FUSE: the FAT drivers by subtype, fuseblk by blkid', () => {
+    assert.equal(onDiskFsType('ext4'), 'ext4');
+    assert.equal(onDiskFsType('fuse.fusefat'), 'vfat');
+    assert.equal(onDiskFsType('fuse.exfat-fuse'), 'exfat');
+    assert.equal(onDiskFsType('fuse.sshfs'), 'fuse.sshfs');
+    assert.equal(onDiskFsType('fuseblk', 'exfat'), 'exfat');
+    assert.equal(onDiskFsType('fuseblk'), 'fuseblk');
   });
 });

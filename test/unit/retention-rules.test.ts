@@ -14,6 +14,7 @@ const GOOD: VolumeFacts = {
   mount_point: '/mnt/retention',
   device: '/dev/vdb1',
   fs_type: 'ext4',
+  mount_type: 'ext4',
   capacity_bytes: 10 * 2 ** 30,
   free_bytes: 9 * 2 ** 30,
   read_only: false,

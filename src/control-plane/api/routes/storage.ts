@@ -15,6 +15,7 @@ import {
   refreshLocalStorage,
   removeDatastore,
   removeRetentionVolume,
+  type StorageReport,
   storagePathsOf,
 } from '../../storage/storage-store.js';
 import type { Api } from '../app.js';
@@ -224,7 +225,7 @@ export async function registerStorageRoutes(app: Api, ctx: ServerContext): Promi
     },
     async (req) => {
       ownMasterTarget(req, req.params.name);
-      return applyStorageReport(ctx, req.params.name, req.body);
+      return applyStorageReport(ctx, req.params.name, req.body as StorageReport);
     },
   );
 }

@@ -3,10 +3,12 @@
 import './threadpool.js';
 import { Command } from 'commander';
 import { registerAgentCommands } from './agent-commands.js';
+import { registerAlertCommands } from './alert-commands.js';
 import { registerCaCommands } from './ca-commands.js';
 import { registerComponentCommands } from './component-commands.js';
 import { registerDrillCommand } from './drill-command.js';
 import { exitCodeFor } from './exit-codes.js';
+import { registerMachineCommands } from './machine-commands.js';
 import { registerMasterTargetCommands } from './master-target-commands.js';
 import { registerPolicyCommands } from './policy-commands.js';
 import { registerProcessServerCommands } from './process-server-commands.js';
@@ -31,6 +33,8 @@ registerSiteCommands(program);
 registerComponentCommands(program);
 registerStorageCommands(program);
 registerPolicyCommands(program);
+registerMachineCommands(program);
+registerAlertCommands(program);
 
 program.parseAsync(process.argv).catch((e: Error) => {
   console.error(`rebound: error: ${e.message}`);

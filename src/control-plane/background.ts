@@ -1,6 +1,7 @@
 // The configuration server's background work (heartbeat watch, inventory refresh, the job
 // runner, ...): each is started after the API listens and stopped before the database closes.
 import type { ServerContext } from './context.js';
+import { startHeartbeatWatch } from './heartbeat-watch.js';
 import { startStorageRefresh } from './storage/storage-refresh.js';
 
 export interface BackgroundService {
@@ -11,4 +12,4 @@ export interface BackgroundService {
 export type BackgroundStarter = (ctx: ServerContext) => Promise<BackgroundService>;
 
 /** Every background service, in start order (stopped in reverse). */
-export const BACKGROUND_SERVICES: BackgroundStarter[] = [startStorageRefresh];
+export const BACKGROUND_SERVICES: BackgroundStarter[] = [startHeartbeatWatch, startStorageRefresh];

@@ -3,9 +3,11 @@ import type { ServerContext } from '../../context.js';
 import type { Api } from '../app.js';
 import { registerAlertRoutes } from './alerts.js';
 import { registerComponentRoutes } from './components.js';
+import { registerHeartbeatRoutes } from './heartbeats.js';
 import { registerItemRoutes } from './items.js';
 import { registerJobRoutes } from './jobs.js';
 import { registerMachineRoutes } from './machines.js';
+import { registerPassphraseRoutes } from './passphrase.js';
 import { registerPolicyRoutes } from './policies.js';
 import { registerRegistrationRoutes } from './registration.js';
 import { registerServerAdminRoutes } from './server-admin.js';
@@ -24,6 +26,8 @@ export async function registerRoutes(app: Api, ctx: ServerContext): Promise<void
     registerJobRoutes,
     registerAlertRoutes,
     registerServerAdminRoutes,
+    registerPassphraseRoutes,
+    registerHeartbeatRoutes,
   ]) {
     await register(app, ctx);
   }

@@ -15,6 +15,7 @@ APT_PACKAGES=(
   rsync iproute2
   postgresql                       # the configuration server’s tests run on PostgreSQL too
   dosfstools                       # vfat volumes for the retention-volume rules
+  fusefat                          # ... mounted through FUSE where the kernel has no vfat
 )
 
 missing=()

@@ -5,15 +5,18 @@ import { Command } from 'commander';
 import { registerAgentCommands } from './agent-commands.js';
 import { registerAlertCommands } from './alert-commands.js';
 import { registerCaCommands } from './ca-commands.js';
+import { registerComponentCommands } from './component-commands.js';
 import { registerDrillCommand } from './drill-command.js';
 import { exitCodeFor } from './exit-codes.js';
 import { registerItemCommands } from './item-commands.js';
 import { registerJobCommands } from './job-commands.js';
 import { registerMachineCommands } from './machine-commands.js';
 import { registerMasterTargetCommands } from './master-target-commands.js';
+import { registerPolicyCommands } from './policy-commands.js';
 import { registerProcessServerCommands } from './process-server-commands.js';
 import { registerServerCommands } from './server-commands.js';
 import { registerSiteCommands } from './site-commands.js';
+import { registerStorageCommands } from './storage-commands.js';
 
 const program = new Command();
 program
@@ -31,6 +34,9 @@ registerServerCommands(program);
 registerSiteCommands(program);
 registerItemCommands(program);
 registerJobCommands(program);
+registerComponentCommands(program);
+registerStorageCommands(program);
+registerPolicyCommands(program);
 registerMachineCommands(program);
 registerAlertCommands(program);
 

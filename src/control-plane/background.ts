@@ -4,6 +4,7 @@ import type { ServerContext } from './context.js';
 import { startHeartbeatWatch } from './heartbeat-watch.js';
 import { startItemMonitor } from './items/item-monitor.js';
 import { startJobRunner } from './jobs/service.js';
+import { startStorageRefresh } from './storage/storage-refresh.js';
 
 export interface BackgroundService {
   name: string;
@@ -15,6 +16,7 @@ export type BackgroundStarter = (ctx: ServerContext) => Promise<BackgroundServic
 /** Every background service, in start order (stopped in reverse). */
 export const BACKGROUND_SERVICES: BackgroundStarter[] = [
   startHeartbeatWatch,
+  startStorageRefresh,
   startJobRunner,
   (ctx) => startItemMonitor(ctx),
 ];

@@ -20,6 +20,7 @@ import {
   serverPaths,
   writeClientConfig,
 } from './server-identity.js';
+import { recordBuiltinStorage } from './storage/storage-store.js';
 
 export const BUILTIN_PS_NAME = 'builtin-ps';
 export const BUILTIN_MT_NAME = 'builtin-mt';
@@ -82,9 +83,13 @@ export class ConfigurationServer {
       await ensurePassphrase(ctx);
       if (opts.masterTarget) {
         const mtDir = join(paths.dataDir, 'master-target');
+        const mtDirs = {
+          replicas: join(mtDir, 'replicas'),
+          retention: opts.masterTarget.retentionDir ?? join(mtDir, 'retention'),
+        };
         mt = await MasterTarget.start({
-          dataDir: join(mtDir, 'replicas'),
-          retentionDir: opts.masterTarget.retentionDir ?? join(mtDir, 'retention'),
+          dataDir: mtDirs.replicas,
+          retentionDir: mtDirs.retention,
           host: opts.masterTarget.host,
           port: opts.masterTarget.port,
           material: await ownCertificate(paths, 'master-target', BUILTIN_MT_NAME),
@@ -98,6 +103,7 @@ export class ConfigurationServer {
           BUILTIN_MT_NAME,
           `${localHost(opts.masterTarget.host)}:${mt.port}`,
         );
+        await recordBuiltinStorage(ctx, BUILTIN_MT_NAME, mtDirs);
       }
       if (opts.processServer) {
         ps = await ProcessServer.start({

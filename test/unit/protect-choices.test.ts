@@ -60,6 +60,10 @@ const ds = (id: string, mtId: string, name: string): Datastore => ({
   capacity_bytes: 1e12,
   free_bytes: 1e12,
   refreshed_at: T,
+  fs_type: 'ext4',
+  mount_point: '/ds',
+  problem: null,
+  facts_json: null,
 });
 const rv = (id: string, mtId: string, path: string, invalid?: string): RetentionVolume => ({
   id,
@@ -71,6 +75,8 @@ const rv = (id: string, mtId: string, path: string, invalid?: string): Retention
   valid: invalid ? 0 : 1,
   invalid_reason: invalid ?? null,
   refreshed_at: T,
+  mount_point: '/mnt/retention',
+  facts_json: null,
 });
 
 const base: ProtectFacts = {

@@ -80,6 +80,11 @@ export interface DatastoreTable {
   capacity_bytes: number;
   free_bytes: number;
   refreshed_at: string;
+  /** 002-inventory: what the last probe found (VolumeFacts JSON) and why it is unusable. */
+  fs_type: string | null;
+  mount_point: string | null;
+  problem: string | null;
+  facts_json: string | null;
 }
 
 export interface RetentionVolumeTable {
@@ -93,6 +98,9 @@ export interface RetentionVolumeTable {
   valid: Flag;
   invalid_reason: string | null;
   refreshed_at: string;
+  /** 002-inventory: what the last probe found (VolumeFacts JSON). */
+  mount_point: string | null;
+  facts_json: string | null;
 }
 
 export interface PolicyTable {

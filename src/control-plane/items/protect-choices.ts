@@ -120,6 +120,7 @@ export function decideProtect(req: ProtectRequest, f: ProtectFacts): ProtectDeci
       }
       return refuse(404, `datastore '${req.datastore}' not found`);
     }
+    if (mine.problem) return refuse(409, `datastore '${mine.name}' cannot be used: ${mine.problem}`);
     datastore = mine;
   } else if (ownStores.length === 1) {
     datastore = ownStores[0]!;

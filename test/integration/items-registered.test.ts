@@ -15,6 +15,7 @@ import { type OpenDatabase, openDatabase } from '../../src/control-plane/db/data
 import type { ItemView } from '../../src/control-plane/items/item-view.js';
 import { type RunningAgent, startAgent } from '../support/agent-process.js';
 import { type RunningConfigServer, startConfigServer } from '../support/config-server.js';
+import { LoopVolumes } from '../support/loop-volumes.js';
 import { DATABASES, databaseUrl } from '../support/postgres.js';
 import { scratchDir, sparseImage } from '../support/tmp.js';
 import { bookmark, until } from '../support/trio.js';
@@ -41,11 +42,14 @@ for (const kind of DATABASES) {
       return s.shipper;
     };
 
+    const volumes = new LoopVolumes();
     before(async () => {
       // Agents heartbeat every second here (15 s otherwise): the answer carries their replication.
       process.env.REBOUND_HEARTBEAT_SECONDS = '1';
       const url = await databaseUrl(kind, csDir);
-      cs = await startConfigServer({ dataDir: csDir, db: url });
+      // The retention volume is a file system of its own, as S24 requires (not the install volume).
+      const retention = await volumes.make('retention', 'ext4', { sizeMiB: 64 });
+      cs = await startConfigServer({ dataDir: csDir, db: url, args: ['--retention-dir', retention] });
       db = await openDatabase(url);
       const now = new Date().toISOString();
       await db.db
@@ -91,6 +95,7 @@ for (const kind of DATABASES) {
       await cs?.stop();
       await db?.close();
       scratch.cleanup();
+      await volumes.cleanup();
     });
 
     test('protect: the agent hears where to ship in its heartbeat answer and the item becomes protected', async () => {

@@ -221,7 +221,7 @@ for (const kind of DATABASES) {
       );
       assert.equal(
         job.steps[0]!.message,
-        'policy gold, process server builtin-ps, master target builtin-mt, retention volume /mnt/retention',
+        'policy gold, process server builtin-ps, master target builtin-mt, datastore default, retention volume /mnt/retention',
       );
       assert.equal(job.steps[4]!.message, "machine 'web' is protected");
 

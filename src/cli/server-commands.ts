@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { DEFAULT_SERVER_DIR } from '../control-plane/client/connection.js';
 import { ConfigurationServer } from '../control-plane/configuration-server.js';
 import { createLogger } from '../util/logger.js';
+import { registerBackupCommands } from './backup-commands.js';
 import { parseHostPort } from './parse.js';
 import { stopOnSignals } from './signals.js';
 
@@ -37,4 +38,6 @@ export function registerServerCommands(program: Command): void {
       console.log(`configuration server ready: ${cs.url}`);
       stopOnSignals('configuration server', logger, () => cs.close());
     });
+
+  registerBackupCommands(server);
 }

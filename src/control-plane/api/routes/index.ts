@@ -2,6 +2,7 @@
 import type { ServerContext } from '../../context.js';
 import type { Api } from '../app.js';
 import { registerAlertRoutes } from './alerts.js';
+import { registerBackupRoutes } from './backup.js';
 import { registerComponentRoutes } from './components.js';
 import { registerItemRoutes } from './items.js';
 import { registerJobRoutes } from './jobs.js';
@@ -24,6 +25,7 @@ export async function registerRoutes(app: Api, ctx: ServerContext): Promise<void
     registerJobRoutes,
     registerAlertRoutes,
     registerServerAdminRoutes,
+    registerBackupRoutes,
   ]) {
     await register(app, ctx);
   }

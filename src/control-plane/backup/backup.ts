@@ -13,11 +13,13 @@ import { orderRows, orderTables } from './order.js';
 
 /**
  * What makes the server the same server to its agents, relative to the data dir: the CA (key
- * and certificate), the certificates of the server and its built-in components, and the admin
- * token. The database holds the rest (passphrase hash, admin token hashes, every record). The
+ * and certificate), the certificates of the server and its built-in components, the admin
+ * token and the registration passphrase (DATA/passphrase, when there is one: its verifier is in
+ * the database, the operator reads it from the file). The database holds the rest (admin token
+ * hashes, every record). The
  * built-in process server's cache and master target's replicas are data-plane state, not here.
  */
-export const IDENTITY_ENTRIES = ['ca', 'tls', 'admin.token'] as const;
+export const IDENTITY_ENTRIES = ['ca', 'tls', 'admin.token', 'passphrase'] as const;
 
 export interface BackupSource {
   db: AnyDb;

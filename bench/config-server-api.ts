@@ -478,6 +478,10 @@ function report(o: Options, runs: DbRun[], say: (l?: string) => void): void {
       `| ${r.kind} | ${ms(r.load.all.p99)} ms (${met}) | ${r.serverCpuPct?.toFixed(0) ?? '?'} % | ${r.serverRssMiB?.toFixed(0)} MiB | ${r.load.connections} | ${ms(r.load.generatorLoopDelayP99)} ms | ${warm || 'none'} |`,
     );
   }
+  for (const r of runs) {
+    for (const [k, v] of Object.entries(r.load?.errorSamples ?? {}))
+      say(`- ${r.kind}: first error answer of ${k}: ${v}`);
+  }
   const first = runs.find((r) => r.load);
   if (first && !first.heartbeats) {
     say();

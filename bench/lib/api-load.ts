@@ -58,6 +58,8 @@ export interface LoadResult {
   connections: number;
   /** Errors during the warm-up (connection set-up included), by kind and status. */
   warmupErrors: Record<string, number>;
+  /** The first answer of each path and error status. */
+  errorSamples: Record<string, string>;
 }
 
 function percentile(sorted: number[], p: number): number {
@@ -78,6 +80,9 @@ export function stats(latencies: number[], errors: Record<string, number>, secon
     rate: sorted.length / seconds,
   };
 }
+
+/** The first error answer of each path and status, for the report. */
+const errorSamples = new Map<string, string>();
 
 interface Outcome {
   status: number | string;
@@ -105,8 +110,16 @@ function send(
         timeout: 30_000,
       },
       (res) => {
-        res.on('data', () => {});
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, ms: performance.now() - due }));
+        const status = res.statusCode ?? 0;
+        let body = '';
+        res.on('data', (d: Buffer) => {
+          if (status >= 300 && body.length < 300) body += d.toString();
+        });
+        res.on('end', () => {
+          if (status >= 300 && !errorSamples.has(`${path} ${status}`))
+            errorSamples.set(`${path} ${status}`, body.slice(0, 300));
+          resolve({ status, ms: performance.now() - due });
+        });
         res.on('error', (e) => resolve({ status: e.message, ms: performance.now() - due }));
       },
     );
@@ -250,6 +263,7 @@ async function main(): Promise<void> {
     generatorLoopDelayP99: loop.percentile(99) / 1e6,
     connections,
     warmupErrors,
+    errorSamples: Object.fromEntries(errorSamples),
   };
   process.stdout.write(`${JSON.stringify(result)}\n`);
 }

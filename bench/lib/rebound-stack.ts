@@ -25,6 +25,12 @@ interface Component {
   pastCpu: CpuTime;
 }
 
+/** REBOUND_BENCH_CPU_PROF=DIR: each component writes a V8 CPU profile into DIR/<component>/ at exit. */
+function cpuProfileArgs(name: ComponentName): string[] {
+  const dir = process.env.REBOUND_BENCH_CPU_PROF;
+  return dir ? ['--cpu-prof', '--cpu-prof-dir', join(dir, name.replace(' ', '-'))] : [];
+}
+
 /** Starts `node CLI ...args` and waits for `ready` on stdout; returns the port it names. */
 async function startReady(
   name: ComponentName,
@@ -223,7 +229,7 @@ export class ReboundStack {
       args,
       ready,
       join(logs, `${name.replace(' ', '-')}.log`),
-      this.o.nodeArgs ?? [],
+      [...(this.o.nodeArgs ?? []), ...cpuProfileArgs(name)],
     );
     this.components.set(name, {
       name,

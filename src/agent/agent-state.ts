@@ -7,6 +7,12 @@ import { readJsonFile, writeJsonFile, writeJsonFileSync } from '../util/json-fil
 export interface DiskRecord {
   /** Stable small id used in change-log records. */
   id: number;
+  /**
+   * The disk's id across the deployment (a UUID made once), reported to the configuration
+   * server, which refuses a second machine with the same one (S23). Absent in data dirs
+   * written before registration existed: added at the next start.
+   */
+  uuid?: string;
   name: string;
   path: string;
   size: number;
@@ -78,11 +84,12 @@ export function registerDisk(state: AgentState, name: string, path: string, size
       );
     }
     existing.path = path;
+    existing.uuid ??= randomUUID();
     return existing;
   }
   const id = state.disks.reduce((m, d) => Math.max(m, d.id), 0) + 1;
   if (id > 0xffff) throw new Error('too many disks for one agent');
-  const rec: DiskRecord = { id, name, path, size, needsInitialCopy: true };
+  const rec: DiskRecord = { id, uuid: randomUUID(), name, path, size, needsInitialCopy: true };
   state.disks.push(rec);
   return rec;
 }

@@ -232,6 +232,11 @@ export class Agent {
     return this.state.machineId;
   }
 
+  /** Every disk this agent has registered (captured now or before), with its stable ids. */
+  get diskRecords(): readonly DiskRecord[] {
+    return this.state.disks;
+  }
+
   /** Every change with seq <= this has been written to both the log and its disk. */
   get appliedThrough(): number {
     return this.watermark;

@@ -13,6 +13,12 @@ import { formatPolicyStatus, type PolicyStatus } from '../agent/policy-status.js
 import { Shipper } from '../agent/shipper.js';
 import { applyLog } from '../changelog/apply.js';
 import { ChangeLog } from '../changelog/change-log.js';
+import { Heartbeater } from '../control-plane/client/heartbeater.js';
+import {
+  loadRegistration,
+  registrationClient,
+  registrationMaterial,
+} from '../control-plane/registration/registration-file.js';
 import { startAgentObservability } from '../metrics/observability.js';
 import { exportMap } from '../nbd/export.js';
 import { NbdServer } from '../nbd/server.js';
@@ -22,6 +28,7 @@ import { createLogger } from '../util/logger.js';
 import { parseSize } from '../util/size.js';
 import { collect, parseDiskSpec, parseHostPort, parseSeconds, parseSeq } from './parse.js';
 import { parseAckMode, parseAppConsistentMinutes, parseCongestionPolicy } from './parse-policy.js';
+import { addRegisterCommand } from './register-command.js';
 
 export function registerAgentCommands(program: Command): void {
   const agent = program
@@ -44,8 +51,11 @@ export function registerAgentCommands(program: Command): void {
       '5',
     )
     .option('--process-server <host:port>', 'ship the change log to this process server (mutual TLS)')
-    .option('--tls-dir <dir>', 'this agent’s key and certificate (rebound ca issue --role agent) and ca.crt')
-    .option('--name <name>', 'this agent’s component name (the certificate’s)')
+    .option(
+      '--tls-dir <dir>',
+      'this agent’s key and certificate (rebound ca issue --role agent) and ca.crt; default: its registration’s',
+    )
+    .option('--name <name>', 'this agent’s component name (the certificate’s); default: its registration’s')
     .option('--metrics-listen <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics')
     .option(
       '--ack-mode <mode>',
@@ -78,7 +88,20 @@ export function registerAgentCommands(program: Command): void {
       const listen = o.listen || !o.socket ? parseHostPort(o.listen ?? '127.0.0.1:10809') : undefined;
       const ps = o.processServer ? parseHostPort(o.processServer) : undefined;
       const metricsListen = o.metricsListen ? parseHostPort(o.metricsListen) : undefined;
-      if (ps && (!o.tlsDir || !o.name)) throw new Error('--process-server needs --tls-dir and --name');
+      // A registered agent (rebound agent register) knows its name, certificate and server.
+      const registration = await loadRegistration(o.dataDir);
+      if (registration && registration.file.role !== 'agent') {
+        throw new Error(
+          `${o.dataDir} holds the registration of a ${registration.file.role}, not of an agent`,
+        );
+      }
+      const name: string | undefined = o.name ?? registration?.file.name;
+      if (ps && !(o.tlsDir || registration)) {
+        throw new Error(
+          '--process-server needs --tls-dir and --name, or a registered data dir (rebound agent register)',
+        );
+      }
+      if (ps && !name) throw new Error('--process-server needs --name');
       const ackMode = parseAckMode(o.ackMode);
       if (ackMode !== 'async' && !ps)
         throw new Error(`--ack-mode ${ackMode} needs --process-server: acknowledgements come from there`);
@@ -89,7 +112,12 @@ export function registerAgentCommands(program: Command): void {
         throw new Error('--freeze-script and --thaw-script go together: a freeze must always be undone');
       const hookTimeoutMs = parseSeconds(o.hookTimeout, '--hook-timeout') * 1000;
       const logger = createLogger();
-      const material = ps ? await loadTlsMaterial(o.tlsDir, { role: 'agent', name: o.name }) : undefined;
+      const material = !ps
+        ? undefined
+        : o.tlsDir
+          ? await loadTlsMaterial(o.tlsDir, { role: 'agent', name: name! })
+          : await registrationMaterial(registration!);
+      const csClient = registration ? await registrationClient(registration) : undefined;
       const a = await Agent.open({
         dataDir: o.dataDir,
         disks,
@@ -110,10 +138,12 @@ export function registerAgentCommands(program: Command): void {
       });
       const server = new NbdServer(exportMap(a.exports()), logger);
       const urls: string[] = [];
+      let listenAddress: string | undefined;
       if (listen) {
         const addr = await server.listenTcp(listen.host, listen.port);
         const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
         urls.push(`nbd://${host}:${addr.port}`);
+        listenAddress = `${host}:${addr.port}`;
       }
       if (o.socket) {
         await server.listenUnix(o.socket);
@@ -121,12 +151,34 @@ export function registerAgentCommands(program: Command): void {
       }
       const shipper =
         ps && material
-          ? new Shipper({ agent: a, host: ps.host, port: ps.port, material, name: o.name, logger, ackGate })
+          ? new Shipper({ agent: a, host: ps.host, port: ps.port, material, name: name!, logger, ackGate })
           : undefined;
       shipper?.start();
       const control = await startControlServer(a, { appPoints, shipper });
       const observability = await startAgentObservability(a, shipper, logger, metricsListen);
       await appPoints.start();
+      const heartbeater = csClient
+        ? new Heartbeater({
+            client: csClient,
+            logger,
+            payload: () => {
+              const st = a.status();
+              return {
+                ...(listenAddress ? { address: listenAddress } : {}),
+                status: {
+                  nextSeq: st.nextSeq,
+                  appliedThrough: st.appliedThrough,
+                  logBytes: st.logBytes,
+                  logLimitBytes: st.logLimitBytes,
+                },
+                disks: a.diskRecords
+                  .filter((d) => d.uuid)
+                  .map((d) => ({ id: d.uuid!, name: d.name, sizeBytes: d.size, path: d.path })),
+              };
+            },
+          })
+        : undefined;
+      heartbeater?.start();
       let stopping = false;
       const stop = async (signal: string) => {
         if (stopping) return;
@@ -135,6 +187,7 @@ export function registerAgentCommands(program: Command): void {
         // A point in progress thaws first (the workload's file system is on our exports).
         await appPoints.stop();
         control.close();
+        await heartbeater?.stop();
         await observability.close();
         await server.close();
         await shipper?.stop();
@@ -149,6 +202,8 @@ export function registerAgentCommands(program: Command): void {
         `agent ready: ${urls.join(' ')} exports ${disks.map((d) => d.name).join(',')} machine ${a.machineId}`,
       );
     });
+
+  addRegisterCommand(agent, 'agent');
 
   agent
     .command('log')

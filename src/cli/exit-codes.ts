@@ -21,7 +21,18 @@ export const EXIT = {
   rateLimited: 8,
 } as const;
 
+/** A failure the CLI itself detects, with the exit code it means. */
+export class CliError extends Error {
+  constructor(
+    message: string,
+    readonly exitCode: number,
+  ) {
+    super(message);
+  }
+}
+
 export function exitCodeFor(e: unknown): number {
+  if (e instanceof CliError) return e.exitCode;
   if (e instanceof ApiUnreachableError) return EXIT.unreachable;
   if (e instanceof ApiRequestError) {
     if (e.status === 400 || e.status === 422) return EXIT.invalid;

@@ -9,13 +9,17 @@ import { formatMachineStatus } from '../master-target/status-text.js';
 import { startMasterTargetObservability } from '../metrics/observability.js';
 import { loadTlsMaterial } from '../pki/ca.js';
 import { createLogger } from '../util/logger.js';
+import { startComponentHeartbeat } from './component-heartbeat.js';
 import { parseHostPort, parseSeconds } from './parse.js';
+import { addRegisterCommand } from './register-command.js';
 import { stopOnSignals } from './signals.js';
 
 export function registerMasterTargetCommands(program: Command): void {
   const mt = program
     .command('master-target')
     .description('applies replication streams to replica disks, keeping an undo journal of before-images');
+
+  addRegisterCommand(mt, 'master-target');
 
   mt.command('start')
     .description('run a master target')
@@ -56,8 +60,16 @@ export function registerMasterTargetCommands(program: Command): void {
       const observability = await startMasterTargetObservability(server, logger, metricsListen);
       const m = observability.metrics;
       if (m) console.log(`metrics at http://${m.host}:${m.port}/metrics`);
+      const heartbeat = await startComponentHeartbeat(
+        o.tlsDir,
+        'master-target',
+        o.name,
+        `${listen.host}:${server.port}`,
+        logger,
+      );
       console.log(`master target ready: ${listen.host}:${server.port}`);
       stopOnSignals('master target', logger, async () => {
+        await heartbeat?.stop();
         await observability.close();
         control.close();
         await server.close();

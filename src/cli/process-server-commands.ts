@@ -6,13 +6,17 @@ import { ProcessServer } from '../process-server/process-server.js';
 import { createLogger } from '../util/logger.js';
 import { parseSize } from '../util/size.js';
 import { parseCompressMode } from '../wire/compression-policy.js';
+import { startComponentHeartbeat } from './component-heartbeat.js';
 import { parseHostPort } from './parse.js';
+import { addRegisterCommand } from './register-command.js';
 import { stopOnSignals } from './signals.js';
 
 export function registerProcessServerCommands(program: Command): void {
   const ps = program
     .command('process-server')
     .description('receives agent streams, caches them durably, acknowledges what is fsynced');
+
+  addRegisterCommand(ps, 'process-server');
 
   ps.command('start')
     .description('run a process server')
@@ -52,8 +56,16 @@ export function registerProcessServerCommands(program: Command): void {
       );
       const m = observability.metrics;
       if (m) console.log(`metrics at http://${m.host}:${m.port}/metrics`);
+      const heartbeat = await startComponentHeartbeat(
+        o.tlsDir,
+        'process-server',
+        o.name,
+        `${listen.host}:${server.port}`,
+        logger,
+      );
       console.log(`process server ready: ${listen.host}:${server.port}`);
       stopOnSignals('process server', logger, async () => {
+        await heartbeat?.stop();
         await observability.close();
         await server.close();
       });

@@ -1,6 +1,7 @@
 // The configuration server's background work (heartbeat watch, inventory refresh, the job
 // runner, ...): each is started after the API listens and stopped before the database closes.
 import type { ServerContext } from './context.js';
+import { startHeartbeatWatch } from './heartbeat-watch.js';
 
 export interface BackgroundService {
   name: string;
@@ -10,4 +11,4 @@ export interface BackgroundService {
 export type BackgroundStarter = (ctx: ServerContext) => Promise<BackgroundService>;
 
 /** Every background service, in start order (stopped in reverse). */
-export const BACKGROUND_SERVICES: BackgroundStarter[] = [];
+export const BACKGROUND_SERVICES: BackgroundStarter[] = [startHeartbeatWatch];

@@ -11,6 +11,7 @@ import { sha256Hex } from './api/principal.js';
 import { BACKGROUND_SERVICES, type BackgroundService } from './background.js';
 import { isoNow, type ServerContext } from './context.js';
 import { type OpenDatabase, openDatabase } from './db/database.js';
+import { ensurePassphrase } from './registration/passphrase.js';
 import {
   ensureAdminToken,
   ensureCa,
@@ -38,6 +39,8 @@ export interface ConfigurationServerOptions {
   processServer?: HostPort;
   /** The built-in master target's listener and volumes; undefined = none. */
   masterTarget?: HostPort & { retentionDir?: string };
+  /** Minutes of silence before a component's heartbeat-missing alert (default 15). */
+  heartbeatAlertMinutes?: number;
 }
 
 /** A host a client on this machine can reach a listener on. */
@@ -69,11 +72,13 @@ export class ConfigurationServer {
       caDir: paths.caDir,
       now: isoNow,
       adminTokenHashes: [],
+      heartbeatAlertMinutes: opts.heartbeatAlertMinutes,
     };
     let ps: ProcessServer | undefined;
     let mt: MasterTarget | undefined;
     try {
       ctx.adminTokenHashes = await adminTokenHashes(ctx, token);
+      await ensurePassphrase(ctx);
       if (opts.masterTarget) {
         const mtDir = join(paths.dataDir, 'master-target');
         mt = await MasterTarget.start({

@@ -17,6 +17,8 @@ export interface ServerContext {
   now(): string;
   /** SHA-256 hex of every valid admin token. */
   adminTokenHashes: string[];
+  /** Minutes of silence before a component's heartbeat-missing alert (default 15). */
+  heartbeatAlertMinutes?: number;
 }
 
 export const isoNow = (): string => new Date().toISOString();

@@ -206,11 +206,36 @@ export async function issueCert(
   }
 
   const keys = (await subtle.generateKey(EC, true, ['sign', 'verify'])) as CryptoKeyPair;
-  const cert = await x509.X509CertificateGenerator.create({
+  const cert = await signLeaf(ca, id, keys.publicKey, now, notAfter);
+  await mkdir(outDir, { recursive: true, mode: 0o700 });
+  const files = [
+    { path: keyPath, data: await privateKeyPem(keys.privateKey), mode: 0o600 },
+    { path: certPath, data: `${cert.toString('pem')}\n`, mode: 0o644 },
+  ];
+  if (copyCa) files.push({ path: caPath, data: `${ca.certPem}\n`, mode: 0o644 });
+  try {
+    await writeFilesAtomically(files, opts.force ?? false);
+  } catch (e) {
+    if (e instanceof FileExistsError) throw new Error(`${e.message}; give --force to replace it`);
+    throw e;
+  }
+  return { role, name, keyPath, certPath, caPath, serialNumber: cert.serialNumber, notAfter };
+}
+
+/** A leaf certificate for id's public key, signed by the CA. */
+async function signLeaf(
+  ca: LoadedCa,
+  id: Identity,
+  publicKey: CryptoKey,
+  now: Date,
+  notAfter: Date,
+): Promise<InstanceType<typeof x509.X509Certificate>> {
+  const { role, name } = id;
+  return x509.X509CertificateGenerator.create({
     serialNumber: serialNumber(),
     subject: [{ CN: [name] }, { OU: [role] }, { O: [ORGANIZATION] }],
     issuer: ca.cert.subjectName,
-    publicKey: keys.publicKey,
+    publicKey,
     signingKey: ca.key,
     signingAlgorithm: SIGNING,
     notBefore: new Date(now.getTime() - BACKDATE_MS),
@@ -228,23 +253,49 @@ export async function issueCert(
         { type: 'ip', value: '127.0.0.1' },
         { type: 'url', value: roleUri(id) },
       ]),
-      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+      await x509.SubjectKeyIdentifierExtension.create(publicKey),
       await x509.AuthorityKeyIdentifierExtension.create(ca.cert),
     ],
   });
-  await mkdir(outDir, { recursive: true, mode: 0o700 });
-  const files = [
-    { path: keyPath, data: await privateKeyPem(keys.privateKey), mode: 0o600 },
-    { path: certPath, data: `${cert.toString('pem')}\n`, mode: 0o644 },
-  ];
-  if (copyCa) files.push({ path: caPath, data: `${ca.certPem}\n`, mode: 0o644 });
+}
+
+export interface IssuedForKey {
+  /** The leaf certificate (PEM). */
+  certPem: string;
+  /** The CA certificate (PEM). */
+  caPem: string;
+  serialNumber: string;
+  notAfter: Date;
+}
+
+/**
+ * Issues a certificate for a public key the component made itself (registration: its private
+ * key never leaves it). Writes nothing. The key must be ECDSA P-256 in SPKI PEM.
+ */
+export async function issueCertForKey(
+  caDir: string,
+  opts: { role: string; name: string; publicKeyPem: string; days?: number; now?: Date },
+): Promise<IssuedForKey> {
+  const id: Identity = { role: parseRole(opts.role), name: checkName(opts.name) };
+  const days = checkDays(opts.days ?? DEFAULT_LEAF_DAYS);
+  let publicKey: CryptoKey;
   try {
-    await writeFilesAtomically(files, opts.force ?? false);
+    publicKey = await subtle.importKey('spki', x509.PemConverter.decodeFirst(opts.publicKeyPem), EC, true, [
+      'verify',
+    ]);
   } catch (e) {
-    if (e instanceof FileExistsError) throw new Error(`${e.message}; give --force to replace it`);
-    throw e;
+    throw new Error(`the public key is not an ECDSA P-256 key in SPKI PEM: ${(e as Error).message}`);
   }
-  return { role, name, keyPath, certPath, caPath, serialNumber: cert.serialNumber, notAfter };
+  const ca = await loadCa(resolve(caDir));
+  const now = opts.now ?? new Date();
+  const notAfter = new Date(Math.min(now.getTime() + days * DAY_MS, ca.cert.notAfter.getTime()));
+  const cert = await signLeaf(ca, id, publicKey, now, notAfter);
+  return {
+    certPem: `${cert.toString('pem')}\n`,
+    caPem: `${ca.certPem}\n`,
+    serialNumber: cert.serialNumber,
+    notAfter,
+  };
 }
 
 export interface TlsMaterial {

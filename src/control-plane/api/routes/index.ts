@@ -4,9 +4,11 @@ import type { Api } from '../app.js';
 import { registerAlertRoutes } from './alerts.js';
 import { registerBackupRoutes } from './backup.js';
 import { registerComponentRoutes } from './components.js';
+import { registerHeartbeatRoutes } from './heartbeats.js';
 import { registerItemRoutes } from './items.js';
 import { registerJobRoutes } from './jobs.js';
 import { registerMachineRoutes } from './machines.js';
+import { registerPassphraseRoutes } from './passphrase.js';
 import { registerPolicyRoutes } from './policies.js';
 import { registerRegistrationRoutes } from './registration.js';
 import { registerServerAdminRoutes } from './server-admin.js';
@@ -26,6 +28,8 @@ export async function registerRoutes(app: Api, ctx: ServerContext): Promise<void
     registerAlertRoutes,
     registerServerAdminRoutes,
     registerBackupRoutes,
+    registerPassphraseRoutes,
+    registerHeartbeatRoutes,
   ]) {
     await register(app, ctx);
   }

@@ -1,5 +1,6 @@
 // S2: the configuration server backed up while it runs and restored after a disaster into a new
-// data dir and database is the same server: the certificates its CA issued are still accepted,
+// data dir and database is the same server: a registered agent is still accepted, reads its
+// machine and heartbeats, the passphrase still registers new agents,
 // its admin token still works, its certificate is the same and every row is there. A damaged
 // backup and a restore over existing data are refused by name, and write nothing.
 import assert from 'node:assert/strict';
@@ -11,7 +12,7 @@ import { allTableNames } from '../../src/control-plane/backup/introspect.js';
 import { ApiClient } from '../../src/control-plane/client/api-client.js';
 import { openDatabase } from '../../src/control-plane/db/database.js';
 import type { Site } from '../../src/control-plane/db/schema.js';
-import { issueCert } from '../../src/pki/ca.js';
+import { loadTlsMaterial } from '../../src/pki/ca.js';
 import { runCli } from '../support/agent-process.js';
 import { type RunningConfigServer, startConfigServer } from '../support/config-server.js';
 import { DATABASES, type DatabaseKind, databaseUrl } from '../support/postgres.js';
@@ -29,15 +30,33 @@ function serverFingerprint(url: string): Promise<string> {
   });
 }
 
-/** An agent's certificate issued by the server's CA, as registration would, and a client using it. */
-async function agentIdentity(dataDir: string, outDir: string) {
-  const issued = await issueCert(join(dataDir, 'ca'), { role: 'agent', name: 'agent-1', outDir });
-  const material = {
-    ca: readFileSync(issued.caPath),
-    key: readFileSync(issued.keyPath),
-    cert: readFileSync(issued.certPath),
+/** Registers an agent with the server the way an operator does; returns a client factory using its certificate. */
+async function registeredAgent(cs: RunningConfigServer, root: string, name: string) {
+  const pass = await cs.cli(['server', 'passphrase']);
+  assert.equal(pass.code, 0, pass.stderr);
+  const passFile = join(root, 'passphrase.txt');
+  writeFileSync(passFile, pass.stdout);
+  const agentDir = join(root, `agent-${name}`);
+  const hp = cs.url.slice('https://'.length);
+  const r = await cs.cli([
+    'agent',
+    'register',
+    '-i',
+    hp,
+    '-P',
+    passFile,
+    '--data-dir',
+    agentDir,
+    '--name',
+    name,
+  ]);
+  assert.equal(r.code, 0, r.stderr);
+  const m = await loadTlsMaterial(join(agentDir, 'tls'), { role: 'agent', name });
+  return {
+    passphrase: pass.stdout,
+    passFile,
+    client: (url: string) => new ApiClient({ url, ca: m.ca, key: m.key, cert: m.cert, timeoutMs: 10_000 }),
   };
-  return (url: string) => new ApiClient({ url, ...material, timeoutMs: 10_000 });
 }
 
 const siteNames = (sites: Site[]) => sites.map((s) => [s.name, s.adapter, s.id]);
@@ -67,14 +86,17 @@ async function populatedServer(kind: DatabaseKind, root: string) {
     const r = await cs.cli(['sites', 'add', name, '--adapter', adapter]);
     assert.equal(r.code, 0, r.stderr);
   }
-  const agent = await agentIdentity(dataDir, join(root, 'agent'));
-  const sites = await agent(cs.url).get<Site[]>('/api/v1/sites');
+  const agent = await registeredAgent(cs, root, 'web-1');
+  const sites = await agent.client(cs.url).get<Site[]>('/api/v1/sites');
   assert.equal(sites.length, 2);
+  const machine = await agent.client(cs.url).get<{ id: string }>('/api/v1/machines/web-1');
   return {
     cs,
     dataDir,
     db,
     agent,
+    root,
+    machineId: machine.id,
     sites,
     token: readFileSync(join(dataDir, 'admin.token'), 'utf8'),
     fingerprint: await serverFingerprint(cs.url),
@@ -89,8 +111,31 @@ async function checkSameServer(
 ): Promise<RunningConfigServer> {
   const cs = await startConfigServer({ dataDir, db });
   assert.equal(await serverFingerprint(cs.url), original.fingerprint, 'the same server certificate');
-  const seen = await original.agent(cs.url).get<Site[]>('/api/v1/sites');
+  // The registered agent carries on: its certificate is accepted, its machine is there, it heartbeats.
+  const agent = original.agent.client(cs.url);
+  const seen = await agent.get<Site[]>('/api/v1/sites');
   assert.deepEqual(siteNames(seen), siteNames(original.sites), 'the agent is accepted and sees every site');
+  assert.equal((await agent.get<{ id: string }>('/api/v1/machines/web-1')).id, original.machineId);
+  const hb = await agent.post<{ nextHeartbeatSeconds: number }>('/api/v1/heartbeats', {});
+  assert.equal(hb.nextHeartbeatSeconds, 15);
+  // The same registration passphrase: shown to the admin, and it still registers a new agent.
+  const pass = await cs.cli(['server', 'passphrase']);
+  assert.equal(pass.stdout, original.agent.passphrase);
+  const hp = cs.url.slice('https://'.length);
+  const newDir = join(original.root, `agent-new-${Date.now()}`);
+  const reg = await cs.cli([
+    'agent',
+    'register',
+    '-i',
+    hp,
+    '-P',
+    original.agent.passFile,
+    '--data-dir',
+    newDir,
+    '--name',
+    'web-2',
+  ]);
+  assert.equal(reg.code, 0, reg.stderr);
   assert.equal(readFileSync(join(dataDir, 'admin.token'), 'utf8'), original.token);
   const list = await cs.cli(['sites', '--json']);
   assert.equal(list.code, 0, list.stderr);

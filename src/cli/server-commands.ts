@@ -5,6 +5,7 @@ import { ConfigurationServer } from '../control-plane/configuration-server.js';
 import { DEFAULT_HEARTBEAT_ALERT_MINUTES } from '../control-plane/heartbeat-contract.js';
 import type { ShownPassphrase } from '../control-plane/registration/passphrase.js';
 import { createLogger } from '../util/logger.js';
+import { registerBackupCommands } from './backup-commands.js';
 import { printJson } from './output.js';
 import { parseHostPort } from './parse.js';
 import { stopOnSignals } from './signals.js';
@@ -71,6 +72,8 @@ export function registerServerCommands(program: Command): void {
         );
       }
     });
+
+  registerBackupCommands(server);
 }
 
 /** A positive number of minutes (fractions allowed), at most a day. */

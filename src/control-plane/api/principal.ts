@@ -31,7 +31,9 @@ export function principalOf(req: FastifyRequest, adminTokenHashes: readonly stri
   const socket = req.raw.socket as TLSSocket;
   const peer = socket.getPeerCertificate();
   const sentCertificate = Boolean(peer && 'raw' in peer && peer.raw);
-  if (socket.authorized) {
+  // A resumed TLS 1.3 session without a client certificate is `authorized` to Node (it looks
+  // like PSK): only a certificate that is really there makes the caller a component.
+  if (socket.authorized && sentCertificate) {
     try {
       return { kind: 'component', identity: peerIdentity(socket.getPeerCertificate()) };
     } catch (e) {

@@ -3,7 +3,7 @@
 //   `rebound server start` on this machine): { url, caFile, tokenFile }.
 import { readFile } from 'node:fs/promises';
 import type { ClientConfig } from '../server-identity.js';
-import { ApiClient } from './api-client.js';
+import { ApiClient, type ApiClientOptions } from './api-client.js';
 
 export const DEFAULT_SERVER_DIR = '/var/lib/rebound/server';
 export const DEFAULT_CLIENT_CONFIG = `${DEFAULT_SERVER_DIR}/cli.json`;
@@ -13,6 +13,11 @@ export function clientConfigPath(option?: string): string {
 }
 
 export async function adminClient(configOption?: string): Promise<ApiClient> {
+  return new ApiClient(await adminConnection(configOption));
+}
+
+/** The URL, CA and admin token the connection file names (for requests ApiClient does not make). */
+export async function adminConnection(configOption?: string): Promise<ApiClientOptions> {
   const path = clientConfigPath(configOption);
   let config: ClientConfig;
   try {
@@ -33,9 +38,9 @@ export async function adminClient(configOption?: string): Promise<ApiClient> {
       throw new Error(`cannot read the ${what} ${file} named in ${path}: ${(e as Error).message}`);
     }
   };
-  return new ApiClient({
+  return {
     url: config.url,
     ca: await read(config.caFile, 'CA certificate'),
     token: (await read(config.tokenFile, 'admin token')).toString('utf8').trim(),
-  });
+  };
 }

@@ -39,9 +39,10 @@ function maskPassword(url: string): string {
   return url.replace(/^(postgres(?:ql)?:\/\/[^:/@]+:)[^@]*@/, '$1***@');
 }
 
-const provider: MigrationProvider = { getMigrations: async () => MIGRATIONS };
+export const migrationProvider: MigrationProvider = { getMigrations: async () => MIGRATIONS };
 
-export async function openDatabase(url: string): Promise<OpenDatabase> {
+/** `migrate: false` opens it as it is (a backup must not change the database it reads). */
+export async function openDatabase(url: string, opts: { migrate?: boolean } = {}): Promise<OpenDatabase> {
   const { kind, target } = parseDbUrl(url);
   let db: Kysely<Database>;
   if (kind === 'sqlite') {
@@ -58,7 +59,7 @@ export async function openDatabase(url: string): Promise<OpenDatabase> {
     db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   }
   try {
-    await migrate(db);
+    if (opts.migrate !== false) await migrate(db);
   } catch (e) {
     await db.destroy();
     throw new Error(`database ${maskPassword(url)}: ${(e as Error).message}`);
@@ -72,7 +73,7 @@ export async function openDatabase(url: string): Promise<OpenDatabase> {
 }
 
 export async function migrate(db: Kysely<Database>): Promise<void> {
-  const migrator = new Migrator({ db, provider });
+  const migrator = new Migrator({ db, provider: migrationProvider });
   const { error, results } = await migrator.migrateToLatest();
   const failed = results?.find((r) => r.status === 'Error');
   if (error) {

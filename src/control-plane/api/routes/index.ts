@@ -2,6 +2,7 @@
 import type { ServerContext } from '../../context.js';
 import type { Api } from '../app.js';
 import { registerAlertRoutes } from './alerts.js';
+import { registerBackupRoutes } from './backup.js';
 import { registerComponentRoutes } from './components.js';
 import { registerHeartbeatRoutes } from './heartbeats.js';
 import { registerItemRoutes } from './items.js';
@@ -26,6 +27,7 @@ export async function registerRoutes(app: Api, ctx: ServerContext): Promise<void
     registerJobRoutes,
     registerAlertRoutes,
     registerServerAdminRoutes,
+    registerBackupRoutes,
     registerPassphraseRoutes,
     registerHeartbeatRoutes,
   ]) {

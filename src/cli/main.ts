@@ -1,22 +1,9 @@
 #!/usr/bin/env node
-// The `rebound` binary: one entry point, one subcommand per part.
+// The `rebound` binary: one entry point, one subcommand per part (see command-table.ts).
 import './threadpool.js';
 import { Command } from 'commander';
-import { registerAgentCommands } from './agent-commands.js';
-import { registerAlertCommands } from './alert-commands.js';
-import { registerCaCommands } from './ca-commands.js';
-import { registerComponentCommands } from './component-commands.js';
-import { registerDrillCommand } from './drill-command.js';
+import { registrarsFor } from './command-table.js';
 import { exitCodeFor } from './exit-codes.js';
-import { registerItemCommands } from './item-commands.js';
-import { registerJobCommands } from './job-commands.js';
-import { registerMachineCommands } from './machine-commands.js';
-import { registerMasterTargetCommands } from './master-target-commands.js';
-import { registerPolicyCommands } from './policy-commands.js';
-import { registerProcessServerCommands } from './process-server-commands.js';
-import { registerServerCommands } from './server-commands.js';
-import { registerSiteCommands } from './site-commands.js';
-import { registerStorageCommands } from './storage-commands.js';
 
 const program = new Command();
 program
@@ -25,22 +12,12 @@ program
   .version('0.1.0')
   .showHelpAfterError();
 
-registerAgentCommands(program);
-registerDrillCommand(program);
-registerCaCommands(program);
-registerProcessServerCommands(program);
-registerMasterTargetCommands(program);
-registerServerCommands(program);
-registerSiteCommands(program);
-registerItemCommands(program);
-registerJobCommands(program);
-registerComponentCommands(program);
-registerStorageCommands(program);
-registerPolicyCommands(program);
-registerMachineCommands(program);
-registerAlertCommands(program);
-
-program.parseAsync(process.argv).catch((e: Error) => {
-  console.error(`rebound: error: ${e.message}`);
-  process.exit(exitCodeFor(e));
-});
+registrarsFor(process.argv.slice(2))
+  .then((registrars) => {
+    for (const register of registrars) register(program);
+    return program.parseAsync(process.argv);
+  })
+  .catch((e: Error) => {
+    console.error(`rebound: error: ${e.message}`);
+    process.exit(exitCodeFor(e));
+  });

@@ -43,6 +43,7 @@ const USAGE = `usage: node dist/bench/config-server-api.js [options]
   --interval SEC     heartbeat interval of each agent (default 15)
   --seconds SEC      measured window per database, after one interval of warm-up (default 60)
   --admin-rps N      admin list requests per second, round robin (default 5)
+  --no-heartbeats    agents only read (to tell the cost of the heartbeats' writes apart)
   --db LIST          comma list of ${DATABASES.join(',')} (default both)
   --dir DIR          where the scratch dir is made (default /var/tmp)
   --json FILE        also write the results as JSON`;
@@ -52,6 +53,7 @@ interface Options {
   interval: number;
   seconds: number;
   adminRps: number;
+  heartbeats: boolean;
   dbs: DbKind[];
   dir: string;
   json?: string;
@@ -66,6 +68,7 @@ function parseOptions(argv: string[]): Options {
       interval: { type: 'string', default: '15' },
       seconds: { type: 'string', default: '60' },
       'admin-rps': { type: 'string', default: '5' },
+      'no-heartbeats': { type: 'boolean', default: false },
       db: { type: 'string', default: DATABASES.join(',') },
       dir: { type: 'string', default: '/var/tmp' },
       json: { type: 'string' },
@@ -91,6 +94,7 @@ function parseOptions(argv: string[]): Options {
     interval: num('interval', values.interval, 1),
     seconds: num('seconds', values.seconds, 1),
     adminRps: num('admin-rps', values['admin-rps'], 0),
+    heartbeats: !values['no-heartbeats'],
     dbs: dbs as DbKind[],
     dir: values.dir,
     json: values.json,
@@ -293,7 +297,10 @@ interface DbRun {
 }
 
 async function startServer(cli: string, dataDir: string, dbUrl: string | undefined) {
+  // REBOUND_BENCH_CPU_PROF=DIR: the server writes a V8 CPU profile into DIR/<database>/ at exit.
+  const prof = process.env.REBOUND_BENCH_CPU_PROF;
   const args = [
+    ...(prof ? ['--cpu-prof', '--cpu-prof-dir', join(prof, dataDir.split('/').at(-2) ?? 'server')] : []),
     cli,
     'server',
     'start',
@@ -373,11 +380,11 @@ async function runOne(
   const rss = new RssSampler(child.pid!, 500).start();
   try {
     const routes = await documentedRoutes(url);
-    run.heartbeats = routes.has('POST /api/v1/heartbeats');
+    run.heartbeats = o.heartbeats && routes.has('POST /api/v1/heartbeats');
     run.agentRead = routes.has('GET /api/v1/machines/{name}') ? 'machine' : 'sites';
     run.adminReads = ADMIN_READS.filter((p) => routes.has(`GET ${p}`));
     log(
-      `${kind}: server at ${url}; heartbeats ${run.heartbeats ? 'on' : 'off (no POST /api/v1/heartbeats on this build)'}, ` +
+      `${kind}: server at ${url}; heartbeats ${run.heartbeats ? 'on' : o.heartbeats ? 'off (no POST /api/v1/heartbeats on this build)' : 'off (--no-heartbeats)'}, ` +
         `agents read ${run.agentRead === 'machine' ? 'their machine' : 'the sites (no machine route)'}, admin reads ${run.adminReads.join(' ')}`,
     );
     const cfg: LoadConfig = {
@@ -483,13 +490,12 @@ function report(o: Options, runs: DbRun[], say: (l?: string) => void): void {
       say(`- ${r.kind}: first error answer of ${k}: ${v}`);
   }
   const first = runs.find((r) => r.load);
-  if (first && !first.heartbeats) {
+  if (first && !first.heartbeats && o.heartbeats) {
     say();
     say(
       'Heartbeats were OFF: this build has no POST /api/v1/heartbeats; they switch on by themselves when it does.',
     );
   }
-  void o;
 }
 
 async function main(): Promise<number> {

@@ -50,6 +50,15 @@ export async function raiseAlert(ctx: ServerContext, a: AlertInput): Promise<str
 
 /** Clears the open alert of that kind and subject, if any. */
 export async function clearAlert(ctx: ServerContext, kind: string, subjectId: string): Promise<void> {
+  // Nearly always nothing is open: a read costs no commit, an empty UPDATE does.
+  const open = await ctx.db
+    .selectFrom('alerts')
+    .select('id')
+    .where('kind', '=', kind)
+    .where('subject_id', '=', subjectId)
+    .where('cleared_at', 'is', null)
+    .executeTakeFirst();
+  if (!open) return;
   await ctx.db
     .updateTable('alerts')
     .set({ cleared_at: ctx.now() })

@@ -60,8 +60,21 @@ function minutesText(m: number): string {
 /** One pass: raise or clear the alert of every watched component. */
 export async function checkHeartbeats(ctx: ServerContext, thresholdMinutes: number): Promise<void> {
   const cutoff = new Date(Date.parse(ctx.now()) - thresholdMinutes * 60_000).toISOString();
+  // Only changes are written: one query finds the open alerts, so a sweep over a thousand
+  // healthy components reads once and writes nothing.
+  const open = new Set(
+    (
+      await ctx.db
+        .selectFrom('alerts')
+        .select('subject_id')
+        .where('kind', '=', HEARTBEAT_MISSING)
+        .where('cleared_at', 'is', null)
+        .execute()
+    ).map((a) => a.subject_id),
+  );
   for (const w of await watched(ctx)) {
     if (w.since < cutoff) {
+      if (open.has(w.id)) continue;
       await raiseAlert(ctx, {
         severity: 'critical',
         kind: HEARTBEAT_MISSING,
@@ -70,7 +83,7 @@ export async function checkHeartbeats(ctx: ServerContext, thresholdMinutes: numb
           `${w.what} has sent no heartbeat for more than ${minutesText(thresholdMinutes)} ` +
           (w.heard ? `(last at ${w.since})` : `(none since it registered at ${w.since})`),
       });
-    } else {
+    } else if (open.has(w.id)) {
       await clearAlert(ctx, HEARTBEAT_MISSING, w.id);
     }
   }

@@ -72,13 +72,17 @@ export async function syncDisks(
   await checkDiskIds(db, machine, disks);
   const rows = await db
     .selectFrom('disks')
-    .select(['id', 'name'])
+    .select(['id', 'name', 'size_bytes', 'path'])
     .where('machine_id', '=', machine.id)
     .execute();
   const stale = rows.filter((r) => !disks.some((d) => d.id === r.id && d.name === r.name)).map((r) => r.id);
   if (stale.length > 0) await db.deleteFrom('disks').where('id', 'in', stale).execute();
   for (const d of disks) {
-    if (rows.some((r) => r.id === d.id && r.name === d.name)) {
+    const known = rows.find((r) => r.id === d.id && r.name === d.name);
+    // Heartbeats repeat the same disks: write only what changed (a commit per heartbeat is
+    // what limits a server with a thousand agents).
+    if (known && known.size_bytes === d.sizeBytes && known.path === (d.path ?? null)) continue;
+    if (known) {
       await db
         .updateTable('disks')
         .set({ size_bytes: d.sizeBytes, path: d.path ?? null })

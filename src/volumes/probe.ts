@@ -16,7 +16,7 @@ import {
   onDiskFsType,
   parseMountinfo,
 } from './mountinfo.js';
-import type { VolumeFacts } from './volume-facts.js';
+import { unprobedFacts, type VolumeFacts } from './volume-facts.js';
 
 /** The file whose flock marks a volume as locked (S24). */
 export const LOCK_FILE = '.rebound-lock';
@@ -83,23 +83,8 @@ function blkidType(mount: MountEntry): Promise<string | undefined> {
 }
 
 export async function probeVolume(path: string, reserved: ReservedPaths): Promise<VolumeFacts> {
-  const probed_at = new Date().toISOString();
-  const facts: VolumeFacts = {
-    path,
-    error: null,
-    mount_point: null,
-    device: null,
-    fs_type: null,
-    mount_type: null,
-    capacity_bytes: 0,
-    free_bytes: 0,
-    read_only: false,
-    lock_held: false,
-    cache_volume: false,
-    install_volume: false,
-    replication_target: false,
-    probed_at,
-  };
+  // Everything unknown until probed; error is set below only if the probe fails.
+  const facts: VolumeFacts = { ...unprobedFacts(path, '', new Date().toISOString()), error: null };
   try {
     const real = await realpath(path);
     const st = await stat(real, { bigint: true });

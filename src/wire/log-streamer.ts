@@ -6,6 +6,7 @@
 // Protocol: docs/protocol.md ("The agent stream").
 import type { Logger } from 'pino';
 import type { ChangeLog } from '../changelog/change-log.js';
+import { LogCorruptError } from '../changelog/log-corrupt-error.js';
 import { LogTailer } from '../changelog/log-tailer.js';
 import { type LogRecord, parseMarkerPayload, RecordType } from '../changelog/record.js';
 import { logBytesAfter, recordLogBytes } from './backlog.js';
@@ -284,7 +285,16 @@ export class LogStreamer {
     const window = this.opts.windowBytes ?? 64 * 1024 * 1024;
     const syncAfter = this.opts.syncAfterMs ?? 50;
     while (live()) {
-      const records = await tailer.read(READ_BATCH_BYTES);
+      let records: LogRecord[];
+      try {
+        records = await tailer.read(READ_BATCH_BYTES);
+      } catch (e) {
+        // A corrupt record ahead: what was sent before it still reaches the receiver
+        // (wait for its acks) before this session ends on the error, or every retry
+        // would deliver only a little more than the last one.
+        if (e instanceof LogCorruptError) await this.drainInflight(out, conn, live);
+        throw e;
+      }
       if (records.length === 0) {
         // Nothing durable to send: make what is written durable soon, or wait for more.
         const waitMore = log.waitDurableBeyond(tailer.next - 1);
@@ -321,6 +331,19 @@ export class LogStreamer {
         this.readAheadLogBytes -= logBytes;
       }
       await this.sendHeartbeat();
+    }
+  }
+
+  /** Waits until everything sent is acknowledged, or the session ends. */
+  private async drainInflight(out: FramePipeline, conn: FrameConnection, live: () => boolean): Promise<void> {
+    await out.idle();
+    while (this.inflight.length > 0 && live() && !conn.socket.destroyed) {
+      await Promise.race([
+        new Promise<void>((resolve) => {
+          this.wakeWindow = resolve;
+        }),
+        conn.closed,
+      ]);
     }
   }
 

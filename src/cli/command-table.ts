@@ -24,6 +24,11 @@ export const COMMAND_MODULES: { names: readonly string[]; load: () => Promise<Re
     names: ['protect', 'items', 'unprotect', 'recovery-points'],
     load: async () => (await import('./item-commands.js')).registerItemCommands,
   },
+  {
+    names: ['test-failover', 'cleanup-test-failover', 'failover', 'commit', 'reprotect', 'failback'],
+    load: async () => (await import('./recovery-commands.js')).registerRecoveryCommands,
+  },
+  { names: ['vm'], load: async () => (await import('./vm-commands.js')).registerVmCommands },
   { names: ['jobs'], load: async () => (await import('./job-commands.js')).registerJobCommands },
   {
     names: ['process-servers', 'master-targets'],

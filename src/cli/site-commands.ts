@@ -1,4 +1,5 @@
 // `rebound sites ...`: the sites machines live in.
+import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { adminClient } from '../control-plane/client/connection.js';
 import type { Site } from '../control-plane/db/schema.js';
@@ -31,12 +32,14 @@ export function registerSiteCommands(program: Command): void {
     .command('add <name>')
     .description('add a site')
     .requiredOption('--adapter <kind>', 'site adapter: qemu or physical')
+    .option('--dir <dir>', 'where the site keeps its machines (default: in the server data dir)')
     .option('--json', 'print JSON')
     .action(async (name: string, o, cmd: Command) => {
       const parent = cmd.parent?.opts() ?? {};
       const site = await (await adminClient(parent.csConfig)).post<Site>('/api/v1/sites', {
         name,
         adapter: o.adapter,
+        ...(o.dir ? { dir: resolve(o.dir) } : {}),
       });
       if (o.json || parent.json) printJson(site);
       else console.log(`site ${site.name} added (${site.adapter}, id ${site.id})`);

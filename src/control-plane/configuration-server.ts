@@ -128,6 +128,7 @@ export class ConfigurationServer {
       const address = api.server.address();
       const port = typeof address === 'object' && address ? address.port : opts.listen.port;
       const url = `https://${localHost(opts.listen.host)}:${port}`;
+      ctx.apiAddress = `${localHost(opts.listen.host)}:${port}`;
       await writeClientConfig(paths, url);
       const services: BackgroundService[] = [];
       for (const start of BACKGROUND_SERVICES) services.push(await start(ctx));

@@ -23,6 +23,8 @@ export interface ServerContext {
   builtin: { processServer?: ProcessServer; masterTarget?: MasterTarget };
   /** Minutes of silence before a component's heartbeat-missing alert (default 15). */
   heartbeatAlertMinutes?: number;
+  /** host:port agents installed by a site adapter register with (set once the API listens). */
+  apiAddress?: string;
 }
 
 export const isoNow = (): string => new Date().toISOString();

@@ -38,6 +38,8 @@ export interface ManualAction {
 
 export interface SiteMachine {
   name: string;
+  /** How it was defined (a failover recovers it with the same boot and memory). */
+  spec?: MachineSpec;
   powerState: PowerState;
   disks: MachineDiskSpec[];
   disksFrom: DiskSource;
@@ -63,12 +65,19 @@ export interface SiteAdapter {
   get(name: string): Promise<SiteMachine | undefined>;
   list(): Promise<SiteMachine[]>;
   /** Installs (registers) and starts the machine's agent; idempotent. `resetLog`: its disks were rewritten elsewhere. */
-  startAgent(name: string, reg: AgentRegistration, opts?: { resetLog?: boolean }): Promise<void | ManualAction>;
+  startAgent(
+    name: string,
+    reg: AgentRegistration,
+    opts?: { resetLog?: boolean },
+  ): Promise<void | ManualAction>;
   stopAgent(name: string): Promise<void | ManualAction>;
   /** Boots the machine (optionally from other disks, e.g. a test view). Refused while held off. */
   powerOn(name: string, opts?: { disksFrom?: DiskSource }): Promise<void | ManualAction>;
   /** Clean shutdown, forced stop after timeoutMs. */
-  shutdown(name: string, opts?: { timeoutMs?: number }): Promise<'clean' | 'forced' | 'was-off' | ManualAction>;
+  shutdown(
+    name: string,
+    opts?: { timeoutMs?: number },
+  ): Promise<'clean' | 'forced' | 'was-off' | ManualAction>;
   /** S21: keeps the machine off (reason shown on a refused power-on) until released. */
   holdOff(name: string, reason: string): Promise<void>;
   releaseHold(name: string): Promise<void>;

@@ -17,6 +17,8 @@ export interface SiteTable {
   name: string;
   /** Site adapter: 'qemu' or 'physical'. */
   adapter: string;
+  /** 004: the adapter's settings as JSON, e.g. {"dir": "/var/lib/rebound/sites/b"}. */
+  config_json: string | null;
   created_at: string;
 }
 
@@ -140,6 +142,32 @@ export interface ItemTable {
   group_id: string | null;
   created_at: string;
   updated_at: string;
+  /**
+   * 004: the machine on the other side: after a failover the recovered machine, after a
+   * reprotect the original machine (whose disks are the replica), after a failback the recovered one.
+   */
+  partner_machine_id: string | null;
+  /** 004: the site machines of this item are recovered at. */
+  recovery_site_id: string | null;
+  /** 004: the last failover (FailoverRecord JSON): point, time, planned, committed. */
+  failover_json: string | null;
+  /** 004: a running test failover (TestFailoverRecord JSON). */
+  test_failover_json: string | null;
+}
+
+export interface ReplicationGroupTable {
+  id: string;
+  name: string;
+  created_at: string;
+}
+
+export interface RecoveryPlanTable {
+  id: string;
+  name: string;
+  /** PlanGroup[] as JSON: ordered groups of machines, their scripts and manual actions. */
+  groups_json: string;
+  created_at: string;
+  updated_at: string;
 }
 
 export interface JobTable {
@@ -202,6 +230,8 @@ export interface Database {
   jobs: JobTable;
   job_steps: JobStepTable;
   alerts: AlertTable;
+  replication_groups: ReplicationGroupTable;
+  recovery_plans: RecoveryPlanTable;
 }
 
 export type Site = Selectable<SiteTable>;
@@ -218,3 +248,5 @@ export type Item = Selectable<ItemTable>;
 export type Job = Selectable<JobTable>;
 export type JobStep = Selectable<JobStepTable>;
 export type Alert = Selectable<AlertTable>;
+export type ReplicationGroup = Selectable<ReplicationGroupTable>;
+export type RecoveryPlan = Selectable<RecoveryPlanTable>;

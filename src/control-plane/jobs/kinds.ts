@@ -5,12 +5,23 @@ import type { ServerContext } from '../context.js';
 import type { Database } from '../db/schema.js';
 import { disableReplicationJob } from '../items/disable-job.js';
 import { enableReplicationJob } from '../items/enable-job.js';
+import { commitJob } from '../recovery/commit-job.js';
+import { failbackJob } from '../recovery/failback-job.js';
+import { failoverJob } from '../recovery/failover-job.js';
+import { reprotectJob } from '../recovery/reprotect-job.js';
+import { cleanupTestFailoverJob, testFailoverJob } from '../recovery/test-failover-job.js';
 import { JobRegistry } from './definitions.js';
 import { createJob, type JobWithSteps } from './job-store.js';
 
 export const jobKinds = new JobRegistry();
 jobKinds.register(enableReplicationJob);
 jobKinds.register(disableReplicationJob);
+jobKinds.register(testFailoverJob);
+jobKinds.register(cleanupTestFailoverJob);
+jobKinds.register(failoverJob);
+jobKinds.register(commitJob);
+jobKinds.register(reprotectJob);
+jobKinds.register(failbackJob);
 
 export interface QueueRequest<P> {
   kind: string;

@@ -10,8 +10,10 @@ import { registerJobRoutes } from './jobs.js';
 import { registerMachineRoutes } from './machines.js';
 import { registerPassphraseRoutes } from './passphrase.js';
 import { registerPolicyRoutes } from './policies.js';
+import { registerRecoveryRoutes } from './recovery.js';
 import { registerRegistrationRoutes } from './registration.js';
 import { registerServerAdminRoutes } from './server-admin.js';
+import { registerSiteMachineRoutes } from './site-machines.js';
 import { registerSiteRoutes } from './sites.js';
 import { registerStorageRoutes } from './storage.js';
 
@@ -24,6 +26,8 @@ export async function registerRoutes(app: Api, ctx: ServerContext): Promise<void
     registerStorageRoutes,
     registerPolicyRoutes,
     registerItemRoutes,
+    registerRecoveryRoutes,
+    registerSiteMachineRoutes,
     registerJobRoutes,
     registerAlertRoutes,
     registerServerAdminRoutes,

@@ -1,5 +1,6 @@
 // Routes: sites (a name and a site adapter: qemu or physical).
 import { randomUUID } from 'node:crypto';
+import { isAbsolute } from 'node:path';
 import { Type } from '@sinclair/typebox';
 import type { ServerContext } from '../../context.js';
 import type { Api } from '../app.js';
@@ -12,6 +13,7 @@ const SiteSchema = Type.Object({
   id: Type.String(),
   name: Type.String(),
   adapter: Type.String(),
+  config_json: Type.Union([Type.String(), Type.Null()]),
   created_at: Type.String(),
 });
 
@@ -30,12 +32,26 @@ export async function registerSiteRoutes(app: Api, ctx: ServerContext): Promise<
     {
       schema: {
         tags: ['sites'],
-        body: Type.Object({ name: NameSchema, adapter: Type.String() }, { additionalProperties: false }),
+        body: Type.Object(
+          {
+            name: NameSchema,
+            adapter: Type.String(),
+            dir: Type.Optional(
+              Type.String({
+                minLength: 1,
+                description: 'where the site keeps its machines (default DATA/sites/NAME)',
+              }),
+            ),
+          },
+          { additionalProperties: false },
+        ),
         response: { 201: SiteSchema, 400: ErrorSchema, 409: ErrorSchema },
       },
     },
     async (req, reply) => {
-      const { name, adapter } = req.body;
+      const { name, adapter, dir } = req.body;
+      if (dir !== undefined && !isAbsolute(dir))
+        throw badRequest(`site directory '${dir}' must be an absolute path`);
       if (!(SITE_ADAPTERS as readonly string[]).includes(adapter)) {
         throw badRequest(`site adapter '${adapter}' is not known: use one of ${SITE_ADAPTERS.join(', ')}`);
       }
@@ -45,7 +61,13 @@ export async function registerSiteRoutes(app: Api, ctx: ServerContext): Promise<
         .where('name', '=', name)
         .executeTakeFirst();
       if (existing) throw conflict(`site '${name}' already exists`);
-      const site = { id: randomUUID(), name, adapter, created_at: ctx.now() };
+      const site = {
+        id: randomUUID(),
+        name,
+        adapter,
+        config_json: dir ? JSON.stringify({ dir }) : null,
+        created_at: ctx.now(),
+      };
       await ctx.db.insertInto('sites').values(site).execute();
       return reply.status(201).send(site);
     },

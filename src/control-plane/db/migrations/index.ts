@@ -4,9 +4,11 @@ import type { Migration } from 'kysely';
 import * as initial from './001-initial.js';
 import * as jobs from './002-jobs.js';
 import * as inventory from './003-inventory.js';
+import * as failover from './004-failover.js';
 
 export const MIGRATIONS: Record<string, Migration> = {
   '001-initial': initial,
   '002-jobs': jobs,
   '003-inventory': inventory,
+  '004-failover': failover,
 };

@@ -1,0 +1,42 @@
+// Test failovers' copy-on-write views, open in this server's built-in master target: the test
+// machine boots from them while replication goes on underneath. They live as long as this
+// process; a server restart closes them (the test machine loses its disks: clean it up).
+
+import type { MasterTarget } from '../../master-target/master-target.js';
+import { openViewServer } from '../../master-target/view-server.js';
+
+interface OpenTestView {
+  id: number;
+  urls: string[];
+  close(): Promise<void>;
+}
+
+const open = new Map<string, OpenTestView>();
+
+export async function openTestView(
+  itemId: string,
+  mt: MasterTarget,
+  machineId: string,
+  point: number,
+): Promise<OpenTestView> {
+  const existing = open.get(itemId);
+  if (existing) return existing;
+  const v = await openViewServer(mt, machineId, point, {
+    writable: true,
+    listen: { host: '127.0.0.1', port: 0 },
+  });
+  open.set(itemId, v);
+  return v;
+}
+
+export function testView(itemId: string): OpenTestView | undefined {
+  return open.get(itemId);
+}
+
+export async function closeTestView(itemId: string): Promise<boolean> {
+  const v = open.get(itemId);
+  if (!v) return false;
+  open.delete(itemId);
+  await v.close();
+  return true;
+}

@@ -17,8 +17,8 @@ export function siteDir(ctx: ServerContext, site: Site): string {
 }
 
 export function adapterFor(ctx: ServerContext, site: Site): SiteAdapter {
-  let byId = adapters.get(ctx);
-  if (!byId) adapters.set(ctx, (byId = new Map()));
+  const byId = adapters.get(ctx) ?? new Map<string, SiteAdapter>();
+  adapters.set(ctx, byId);
   let a = byId.get(site.id);
   if (!a) {
     const make = adapterFactories[site.adapter];

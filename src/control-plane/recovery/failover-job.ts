@@ -207,7 +207,11 @@ function recoverySteps(p: FailoverParams): StepDefinition<FailoverParams>[] {
       resumable: true,
       async run(s) {
         const site = (await siteById(s.ctx, s.params.recoverySiteId))!;
-        await adapterFor(s.ctx, site).startAgent(s.params.recoveredName, agentRegistration(s.ctx));
+        // Its disks were just written by the master target: a log its agent kept from an
+        // earlier cycle means nothing now (a new agent has none).
+        await adapterFor(s.ctx, site).startAgent(s.params.recoveredName, agentRegistration(s.ctx), {
+          resetLog: true,
+        });
         const m = await waitRegistered(s.ctx, s.params.recoveredName, s.signal);
         await adoptRecovered(s, m.id);
         return { message: `its agent registered as '${m.agent_name}'` };

@@ -132,6 +132,44 @@ export async function startMtControlServer(
           })),
         });
       }
+      // Failover, its commit (release) and adopt: what the configuration server's jobs ask of a remote master target.
+      if (req.method === 'POST' && url.pathname === '/failover') {
+        const machineId = q.get('machine');
+        if (!machineId) throw new HttpError(400, 'query parameter machine is required');
+        const done = mt.failoverResult(machineId);
+        if (done) return send(200, done);
+        const spec = q.get('point') ?? 'latest';
+        let point: number | 'latest' = 'latest';
+        if (spec !== 'latest') point = pointOf(spec, machine(machineId).replica);
+        const r = await mt
+          .failover(machineId, point, { moveTo: q.get('moveTo') ?? undefined })
+          .catch((e: Error) => {
+            throw new HttpError(409, e.message);
+          });
+        return send(200, r);
+      }
+      if (req.method === 'POST' && url.pathname === '/release') {
+        const machineId = q.get('machine');
+        if (!machineId) throw new HttpError(400, 'query parameter machine is required');
+        const r = await mt.release(machineId).catch((e: Error) => {
+          throw new HttpError(409, e.message);
+        });
+        return send(200, r);
+      }
+      if (req.method === 'POST' && url.pathname === '/adopt') {
+        const machineId = q.get('machine');
+        if (!machineId) throw new HttpError(400, 'query parameter machine is required');
+        let disks: Parameters<MasterTarget['adopt']>[1];
+        try {
+          disks = JSON.parse(q.get('disks') ?? '');
+        } catch {
+          throw new HttpError(400, 'query parameter disks must be a JSON list of {id, name, size, path}');
+        }
+        await mt.adopt(machineId, disks).catch((e: Error) => {
+          throw new HttpError(409, e.message);
+        });
+        return send(201, { machine: machineId, disks });
+      }
       if (req.method === 'POST' && url.pathname === '/exports') {
         const machineId = q.get('machine')!;
         const { replica, disks } = machine(machineId);

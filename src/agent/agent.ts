@@ -31,6 +31,7 @@ import { type DataDirLock, lockDataDir } from './data-dir-lock.js';
 import { RangeLock } from './range-lock.js';
 import { redoLogTail } from './redo.js';
 import { SyncCoalescer } from './sync-coalescer.js';
+import { type BarrierStatus, WriteBarrier } from './write-barrier.js';
 
 export const DEFAULT_LOG_LIMIT = 1024 * 1024 * 1024;
 export const DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024;
@@ -111,6 +112,8 @@ export class Agent {
   private ackGate: AckGate | undefined;
   /** What a change does when the log is full (none: pull ahead at once). */
   private congestion: Congestion | undefined;
+  /** A replication group's barrier: new writes wait while it is held. */
+  private readonly barrier: WriteBarrier;
 
   private constructor(
     readonly dataDir: string,
@@ -122,6 +125,12 @@ export class Agent {
     private readonly lock: DataDirLock,
   ) {
     this.syncer = new SyncCoalescer(() => this.makeDurable());
+    this.barrier = new WriteBarrier((heldMs) =>
+      this.logger.warn(
+        { heldMs },
+        'write barrier released by its timeout: the group coordinator did not release it',
+      ),
+    );
   }
 
   static async open(opts: AgentOptions): Promise<Agent> {
@@ -389,6 +398,9 @@ export class Agent {
     opts: ChangeOptions,
   ): Promise<void> {
     if (this.closing) return Promise.reject(new Error('the agent is stopping'));
+    // Held by a group barrier: not logged, not completed until the hold ends (then checked again).
+    if (this.barrier.held)
+      return this.barrier.wait().then(() => this.change(disk, type, offset, length, opts));
     const p = this.applyChange(disk, type, offset, length, opts);
     this.inflight.add(p);
     const forget = () => this.inflight.delete(p);
@@ -593,11 +605,35 @@ export class Agent {
     }
   }
 
+  /**
+   * Holds new writes (a replication group's barrier) and returns once every write already
+   * under way is in the log: a bookmark taken now is a point no held write is before.
+   * The hold ends by releaseWrites() or by itself after timeoutMs.
+   */
+  async holdWrites(timeoutMs?: number): Promise<BarrierStatus & { lastSeq: number }> {
+    if (this.closing) throw new Error('the agent is stopping');
+    this.barrier.hold(timeoutMs);
+    await Promise.allSettled([...this.inflight]);
+    return { ...this.barrier.status(), lastSeq: this.log.nextSeq - 1 };
+  }
+
+  /** Ends a hold: the held writes go on. False when none was held. */
+  releaseWrites(): boolean {
+    return this.barrier.release();
+  }
+
+  barrierStatus(): BarrierStatus {
+    return this.barrier.status();
+  }
+
   /** A live summary: what `rebound agent log` prints for a running agent. */
   status() {
     return {
       machineId: this.state.machineId,
       nextSeq: this.log.nextSeq,
+      /** The newest seq handed out (bookmarks and changes): what the replica must apply to be current. */
+      lastSeq: this.log.nextSeq - 1,
+      barrier: this.barrier.status(),
       appliedThrough: this.watermark,
       trimmedThrough: this.log.trimmedThrough,
       logBytes: this.log.bytes,
@@ -619,6 +655,8 @@ export class Agent {
   async close(): Promise<void> {
     if (this.closed || this.closing) return;
     this.closing = true;
+    // Held writes are let go (and refused: the agent is stopping).
+    this.barrier.release();
     // Every change already in its log-then-disk path finishes before the stop is called clean.
     // The stop makes everything durable locally; nobody waits for a remote acknowledgement now.
     this.ackGate?.close();

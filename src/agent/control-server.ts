@@ -1,5 +1,6 @@
 // The agent's local control API: HTTP over a Unix socket in the data dir: live status
-// (with the shipper's state and backlog), bookmarks, app-consistent points, resync requests.
+// (with the shipper's state and backlog), bookmarks, app-consistent points, resync requests,
+// and a replication group's write barrier (hold, release).
 import { existsSync, unlinkSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
@@ -8,6 +9,7 @@ import type { Agent } from './agent.js';
 import { AppPointRefused, type AppPoints } from './app-points.js';
 import { agentLiveStatus } from './live-status.js';
 import type { Shipper } from './shipper.js';
+import { MAX_HOLD_MS } from './write-barrier.js';
 
 export function controlSocketPath(dataDir: string): string {
   return join(dataDir, 'agent.sock');
@@ -55,6 +57,17 @@ export async function startControlServer(
         if (seq === undefined)
           return send(507, { error: 'change log is full or failing: bookmark not recorded' });
         return send(201, { seq, tag });
+      }
+      if (req.method === 'POST' && url.pathname === '/barrier/hold') {
+        const t = url.searchParams.get('timeoutMs');
+        const timeoutMs = t === null ? undefined : /^\d+$/.test(t) ? Number(t) : Number.NaN;
+        if (timeoutMs !== undefined && !(timeoutMs >= 1 && timeoutMs <= MAX_HOLD_MS))
+          return send(400, { error: `timeoutMs must be an integer from 1 to ${MAX_HOLD_MS}, not '${t}'` });
+        return send(200, await agent.holdWrites(timeoutMs));
+      }
+      if (req.method === 'POST' && url.pathname === '/barrier/release') {
+        const released = agent.releaseWrites();
+        return send(200, { released, lastSeq: agent.log.nextSeq - 1 });
       }
       if (req.method === 'POST' && url.pathname === '/resync') {
         const disks = await agent.requestResync(url.searchParams.get('disk') ?? undefined);

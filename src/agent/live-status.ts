@@ -15,6 +15,8 @@ export interface ShipperLiveStatus {
   sentThrough: number;
   /** Log bytes the process server has not acknowledged (see docs/protocol.md). */
   backlogBytes: number;
+  /** The process server holds every seq handed out so far (a planned failover then waits for the master target). */
+  drained?: boolean;
   /** Source time through which the process server provably holds every change (ISO). */
   processServerCurrentAsOf?: string;
   lastError?: string;
@@ -49,6 +51,7 @@ export function agentLiveStatus(agent: Agent, shipper?: Shipper): AgentLiveStatu
       ackedThrough: s.ackedThrough,
       sentThrough: s.sentThrough,
       backlogBytes: s.backlogBytes,
+      drained: s.ackedThrough >= agent.log.nextSeq - 1,
       processServerCurrentAsOf:
         s.receiverCurrentAsOf === undefined ? undefined : new Date(s.receiverCurrentAsOf).toISOString(),
       lastError: s.lastError,

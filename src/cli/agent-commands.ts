@@ -11,6 +11,7 @@ import { type AgentLiveStatus, formatLiveStatus } from '../agent/live-status.js'
 import { formatSummary, summarizeDataDir } from '../agent/log-summary.js';
 import { ManagedReplication } from '../agent/managed-replication.js';
 import { formatPolicyStatus, type PolicyStatus } from '../agent/policy-status.js';
+import { resetAgentDataDir } from '../agent/reset.js';
 import { Shipper } from '../agent/shipper.js';
 import { applyLog } from '../changelog/apply.js';
 import { ChangeLog } from '../changelog/change-log.js';
@@ -80,6 +81,10 @@ export function registerAgentCommands(program: Command): void {
     )
     .option('--thaw-script <cmd>', 'undoes the freeze; always run after a freeze attempt')
     .option('--hook-timeout <seconds>', 'how long each freeze or thaw script may run', '60')
+    .option(
+      '--reset-log',
+      'first discard the change log and dirty bitmaps and mark every disk for a full hash-compared copy (after a failback rewrote the disks: see rebound agent reset)',
+    )
     .action(async (o) => {
       const disks = [
         ...o.disk.map((d: string) => parseDiskSpec(d)),
@@ -119,6 +124,7 @@ export function registerAgentCommands(program: Command): void {
           ? await loadTlsMaterial(o.tlsDir, { role: 'agent', name: name! })
           : await registrationMaterial(registration!);
       const csClient = registration ? await registrationClient(registration) : undefined;
+      if (o.resetLog) await resetAgentDataDir(o.dataDir, logger);
       const a = await Agent.open({
         dataDir: o.dataDir,
         disks,
@@ -269,6 +275,55 @@ export function registerAgentCommands(program: Command): void {
       if (r.status !== 202) throw new Error(r.body.error ?? `agent answered ${r.status}`);
       console.log(
         o.json ? JSON.stringify(r.body) : `resync requested for ${(r.body.disks as string[]).join(', ')}`,
+      );
+    });
+
+  agent
+    .command('reset')
+    .description(
+      'after a failback: discard the change log and dirty bitmaps (the disks were rewritten by the master target) and mark every disk for a full hash-compared copy; the agent must be stopped',
+    )
+    .requiredOption('--data-dir <dir>', 'the agent data dir')
+    .option('--json', 'machine-readable output')
+    .action(async (o) => {
+      const r = await resetAgentDataDir(o.dataDir);
+      console.log(
+        o.json
+          ? JSON.stringify(r)
+          : `reset: ${r.discardedRecords} log records discarded; sequence numbers go on after ${r.trimmedThrough}; ` +
+              `${r.disks.join(', ')} will be compared block by block with the replica when replication starts`,
+      );
+    });
+
+  const barrier = agent
+    .command('barrier')
+    .description('a replication group’s write barrier: hold new writes, take bookmarks, release');
+  barrier
+    .command('hold')
+    .description('hold new writes of a running agent (they wait, unlogged) until release or the timeout')
+    .requiredOption('--data-dir <dir>', 'the agent data dir')
+    .option('--timeout <seconds>', 'the hold ends by itself after this long (at most 60)', '10')
+    .option('--json', 'machine-readable output')
+    .action(async (o) => {
+      const ms = Math.round(parseSeconds(o.timeout, '--timeout') * 1000);
+      const r = await callAgent(o.dataDir, 'POST', `/barrier/hold?timeoutMs=${ms}`);
+      if (r.status !== 200) throw new Error(r.body.error ?? `agent answered ${r.status}`);
+      console.log(
+        o.json
+          ? JSON.stringify(r.body)
+          : `writes held at seq ${r.body.lastSeq} until ${r.body.releaseAt} (or rebound agent barrier release)`,
+      );
+    });
+  barrier
+    .command('release')
+    .description('let the held writes of a running agent go')
+    .requiredOption('--data-dir <dir>', 'the agent data dir')
+    .option('--json', 'machine-readable output')
+    .action(async (o) => {
+      const r = await callAgent(o.dataDir, 'POST', '/barrier/release');
+      if (r.status !== 200) throw new Error(r.body.error ?? `agent answered ${r.status}`);
+      console.log(
+        o.json ? JSON.stringify(r.body) : r.body.released ? 'writes released' : 'no writes were held',
       );
     });
 

@@ -2,21 +2,18 @@
 // Replication status, recovery points, point-in-time views served as read-only NBD
 // exports on loopback, and sparse image exports. `rebound master-target
 // status|points|view|export` call it.
-import { existsSync, mkdirSync, unlinkSync } from 'node:fs';
+import { existsSync, unlinkSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { NbdServer } from '../nbd/server.js';
 import { callUnixJson } from '../util/unix-http.js';
-import { CowExport } from './cow-export.js';
 import { exportImage } from './export-image.js';
 import type { MasterTarget } from './master-target.js';
 import { resolvePoint } from './point-spec.js';
 import { describeThinning, thinPoints } from './point-thinning.js';
-import type { PointView } from './point-view.js';
 import type { Replica } from './replica.js';
 import { statusJson } from './replication-status.js';
-import { ViewExport } from './view-export.js';
+import { openViewServer, ViewRefused, type ViewServer } from './view-server.js';
 
 export function mtSocketPath(dataDir: string): string {
   return join(dataDir, 'mt.sock');
@@ -31,16 +28,6 @@ class HttpError extends Error {
   }
 }
 
-interface OpenView {
-  id: number;
-  machineId: string;
-  point: number;
-  server: NbdServer;
-  exports: (ViewExport | CowExport)[];
-  url: string;
-  writable: boolean;
-}
-
 export async function startMtControlServer(
   mt: MasterTarget,
   dataDir: string,
@@ -48,7 +35,7 @@ export async function startMtControlServer(
 ): Promise<Server> {
   const path = mtSocketPath(dataDir);
   if (existsSync(path)) unlinkSync(path);
-  const views = new Map<number, OpenView>();
+  const views = new Map<number, ViewServer>();
   let nextView = 1;
 
   const machine = (id: string | null) => {
@@ -65,7 +52,7 @@ export async function startMtControlServer(
       throw new HttpError(400, (e as Error).message);
     }
   };
-  // Damage in the journal refuses the view before anything is served (never wrong bytes).
+  // Damage in the journal refuses an export before anything is written (never wrong bytes).
   const checkPoint = async (replica: Replica, point: number) => {
     try {
       await replica.checkPoint(point);
@@ -107,92 +94,81 @@ export async function startMtControlServer(
       }
       if (req.method === 'POST' && url.pathname === '/views') {
         const machineId = q.get('machine')!;
-        const { replica, disks } = machine(machineId);
+        const { replica } = machine(machineId);
         const point = pointOf(q.get('point'), replica);
-        await checkPoint(replica, point);
         const writable = q.get('writable') === '1';
         const id = nextView++;
-        const exports: (ViewExport | CowExport)[] = [];
-        const pointViews: PointView[] = [];
-        try {
-          for (const d of disks) {
-            const view = replica.openView(point);
-            pointViews.push(view);
-            const ro = await ViewExport.open({
-              name: d.name,
-              replica,
-              view,
-              disk: d.id,
-              replicaPath: mt.diskPath(machineId, d.id),
-              description: `${machineId} disk ${d.name} at point ${point}`,
-            });
-            if (!writable) exports.push(ro);
-            else {
-              // Writes of a test go to a scratch file, deleted when the view closes.
-              mkdirSync(join(dataDir, 'scratch'), { recursive: true });
-              const scratch = join(dataDir, 'scratch', `view-${id}-disk-${d.id}.img`);
-              exports.push(
-                await CowExport.open(ro, scratch).catch(async (e) => {
-                  await ro.close();
-                  throw e;
-                }),
-              );
-            }
-          }
-        } catch (e) {
-          for (const x of exports) await x.close();
-          for (const pv of pointViews) pv.close();
-          throw e;
-        }
-        const nbd = new NbdServer(
-          {
-            get: (n) => exports.find((x) => x.name === n) ?? (n === '' ? exports[0] : undefined),
-            list: () => exports,
-          },
-          logger,
-        );
-        const addr = await nbd.listenTcp('127.0.0.1', 0);
-        const v: OpenView = {
-          id,
-          machineId,
-          point,
-          server: nbd,
-          exports,
-          url: `nbd://127.0.0.1:${addr.port}`,
+        const v = await openViewServer(mt, machineId, point, {
           writable,
-        };
-        views.set(v.id, v);
-        // Retention may close a view held too long: its NBD server goes with it.
-        for (const pv of pointViews) {
-          pv.onClose((reason) => {
-            if (reason === undefined || views.get(v.id) !== v) return;
-            views.delete(v.id);
-            logger.warn({ view: v.id, machineId, point, reason }, `view ${v.id} closed`);
-            void v.server.close();
-            for (const x of v.exports) void x.close();
-          });
-        }
-        return send(201, { id: v.id, point, url: v.url, writable, exports: exports.map((x) => x.name) });
+          listen: { host: '127.0.0.1', port: 0 },
+          scratchDir: join(dataDir, 'scratch'),
+          logger,
+          onClosedByRetention: (reason) => {
+            views.delete(id);
+            logger.warn({ view: id, machineId, point, reason }, `view ${id} closed`);
+          },
+        }).catch((e) => {
+          throw e instanceof ViewRefused ? new HttpError(e.status, e.message) : e;
+        });
+        views.set(id, v);
+        return send(201, { id, point, url: v.url, writable, exports: v.exports });
       }
       const closeMatch = /^\/views\/(\d+)$/.exec(url.pathname);
       if (req.method === 'DELETE' && closeMatch) {
         const v = views.get(Number(closeMatch[1]));
         if (!v) throw new HttpError(404, `no open view ${closeMatch[1]}`);
-        views.delete(v.id);
-        await v.server.close();
-        for (const x of v.exports) await x.close();
-        return send(200, { closed: v.id });
+        views.delete(Number(closeMatch[1]));
+        await v.close();
+        return send(200, { closed: Number(closeMatch[1]) });
       }
       if (req.method === 'GET' && url.pathname === '/views') {
         return send(200, {
-          views: [...views.values()].map((v) => ({
-            id: v.id,
+          views: [...views].map(([id, v]) => ({
+            id,
             machine: v.machineId,
             point: v.point,
             url: v.url,
             writable: v.writable,
           })),
         });
+      }
+      // Failover, its commit (release) and adopt: what the configuration server's jobs ask of a remote master target.
+      if (req.method === 'POST' && url.pathname === '/failover') {
+        const machineId = q.get('machine');
+        if (!machineId) throw new HttpError(400, 'query parameter machine is required');
+        const done = mt.failoverResult(machineId);
+        if (done) return send(200, done);
+        const spec = q.get('point') ?? 'latest';
+        let point: number | 'latest' = 'latest';
+        if (spec !== 'latest') point = pointOf(spec, machine(machineId).replica);
+        const r = await mt
+          .failover(machineId, point, { moveTo: q.get('moveTo') ?? undefined })
+          .catch((e: Error) => {
+            throw new HttpError(409, e.message);
+          });
+        return send(200, r);
+      }
+      if (req.method === 'POST' && url.pathname === '/release') {
+        const machineId = q.get('machine');
+        if (!machineId) throw new HttpError(400, 'query parameter machine is required');
+        const r = await mt.release(machineId).catch((e: Error) => {
+          throw new HttpError(409, e.message);
+        });
+        return send(200, r);
+      }
+      if (req.method === 'POST' && url.pathname === '/adopt') {
+        const machineId = q.get('machine');
+        if (!machineId) throw new HttpError(400, 'query parameter machine is required');
+        let disks: Parameters<MasterTarget['adopt']>[1];
+        try {
+          disks = JSON.parse(q.get('disks') ?? '');
+        } catch {
+          throw new HttpError(400, 'query parameter disks must be a JSON list of {id, name, size, path}');
+        }
+        await mt.adopt(machineId, disks).catch((e: Error) => {
+          throw new HttpError(409, e.message);
+        });
+        return send(201, { machine: machineId, disks });
       }
       if (req.method === 'POST' && url.pathname === '/exports') {
         const machineId = q.get('machine')!;
@@ -222,10 +198,7 @@ export async function startMtControlServer(
     }
   });
   server.on('close', () => {
-    for (const v of views.values()) {
-      void v.server.close();
-      for (const x of v.exports) void x.close();
-    }
+    for (const v of views.values()) void v.close();
   });
   await new Promise<void>((r) => server.listen(path, r));
   return server;

@@ -3,9 +3,10 @@
 // replica.ts) in batches, and acknowledges what is applied and durable.
 import { closeSync, existsSync, ftruncateSync, mkdirSync, openSync, readdirSync } from 'node:fs';
 import { readdir, rm, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { isAbsolute, join } from 'node:path';
 import type { Logger } from 'pino';
 import type { TlsMaterial } from '../pki/ca.js';
+import { BlockStore } from '../storage/block-store.js';
 import { HealthChecks, roundRpo } from '../util/health.js';
 import { readJsonFile, writeJsonFile } from '../util/json-file.js';
 import {
@@ -24,8 +25,17 @@ import {
   WireErrorCode,
 } from '../wire/frame.js';
 import { type FrameConnection, type FrameServer, listenFrames } from '../wire/tls-endpoint.js';
+import {
+  type FailoverDisk,
+  type FailoverMarker,
+  hasMarker,
+  markerPath,
+  readMarker,
+  writeMarker,
+} from './failover-marker.js';
 import { serveHashRequests } from './hash-service.js';
-import { type BatchResult, Replica, type ReplicaItem } from './replica.js';
+import { moveDiskFile, movedPath } from './move-disks.js';
+import { type BatchResult, Replica, type ReplicaItem, STATE_FILE } from './replica.js';
 import { ReplicaFreshness } from './replica-freshness.js';
 import {
   DEFAULT_STATUS_RULES,
@@ -57,10 +67,28 @@ export interface MasterTargetOptions {
 /** Items applied in one batch at most (one journal sync and one replica sync per batch). */
 const MAX_BATCH_BYTES = 16 * 1024 * 1024;
 
+/** A replica disk as disks.json keeps it: adopted disks name their existing file. */
+export interface StoredDisk extends DiskInfo {
+  /** The image file or device (default: disk-<id>.img in the machine's directory). */
+  path?: string;
+}
+
+/** What a failover hands over: the point, and the disks that are now the recovered machine's. */
+export interface FailoverResult {
+  point: number;
+  /** Source time of the point (ms since the epoch; 0 when unknown). */
+  pointTime: number;
+  disks: FailoverDisk[];
+  /** Replica bytes the rollback wrote (the distinct bytes changed after the point). */
+  bytesWritten: number;
+  /** Disk bytes covered by the journal's before-images after the point. */
+  journalBytesAfter: number;
+}
+
 interface Machine {
   id: string;
   replica: Replica;
-  disks: DiskInfo[];
+  disks: StoredDisk[];
   conn: FrameConnection | undefined;
   freshness: ReplicaFreshness;
   connectedSince: number | undefined;
@@ -74,6 +102,10 @@ export class MasterTarget {
   /** Checks other parts add (retention volume, resync...): their problems join each machine's health. */
   readonly health = new HealthChecks();
   private pruner: RetentionPruner | undefined;
+  /** Machines failed over (their replica is the recovered machine's now), until released. */
+  private readonly failedOver = new Map<string, FailoverMarker>();
+  /** Failovers in progress (a second call waits for the same one). */
+  private readonly failingOver = new Map<string, Promise<FailoverResult>>();
 
   private constructor(private readonly opts: MasterTargetOptions) {}
 
@@ -82,9 +114,15 @@ export class MasterTarget {
     mkdirSync(opts.retentionDir, { recursive: true });
     const mt = new MasterTarget(opts);
     // Machines replicated before a restart: their replicas and points are there at once.
+    // A failover a crash interrupted is finished first (before any stream is taken).
     for (const id of readdirSync(join(opts.dataDir, 'machines'))) {
-      const disks = await readJsonFile<DiskInfo[]>(join(mt.machineDir(id), 'disks.json'));
-      if (isValidMachineId(id) && disks) await mt.machine(id, disks);
+      if (!isValidMachineId(id)) continue;
+      if (hasMarker(mt.machineDir(id))) {
+        await mt.resumeFailover(id);
+        continue;
+      }
+      const disks = await readJsonFile<StoredDisk[]>(join(mt.machineDir(id), 'disks.json'));
+      if (disks) await mt.machine(id, disks);
     }
     mt.server = await listenFrames({
       host: opts.host,
@@ -182,8 +220,13 @@ export class MasterTarget {
     return out;
   }
 
-  /** The replica image of one disk. */
+  /** The replica image of one disk (an adopted disk's own file). */
   diskPath(machineId: string, diskId: number): string {
+    const stored = this.machines.get(machineId)?.disks.find((d) => d.id === diskId);
+    return stored?.path ?? this.defaultDiskPath(machineId, diskId);
+  }
+
+  private defaultDiskPath(machineId: string, diskId: number): string {
     return join(this.machineDir(machineId), `disk-${diskId}.img`);
   }
 
@@ -192,10 +235,12 @@ export class MasterTarget {
   }
 
   /** Opens (or creates, from the stream's disk list) a machine's replica. */
-  private async machine(id: string, disks: DiskInfo[]): Promise<Machine> {
+  private async machine(id: string, disks: StoredDisk[]): Promise<Machine> {
     const known = this.machines.get(id);
     const dir = this.machineDir(id);
-    const stored = known?.disks ?? (await readJsonFile<DiskInfo[]>(join(dir, 'disks.json')));
+    const fo = this.failedOver.get(id);
+    if (fo || this.failingOver.has(id)) throw new Error(this.failedOverReason(id, fo?.point));
+    const stored = known?.disks ?? (await readJsonFile<StoredDisk[]>(join(dir, 'disks.json')));
     if (stored) {
       for (const d of disks) {
         const s = stored.find((x) => x.id === d.id);
@@ -212,6 +257,15 @@ export class MasterTarget {
     mkdirSync(dir, { recursive: true });
     const list = stored ?? disks;
     if (!stored) {
+      // The disks of an earlier failover of this machine id, released and left here, are
+      // the recovered machine's: never written over by a new replica.
+      for (const d of list) {
+        const path = this.defaultDiskPath(id, d.id);
+        if (existsSync(path))
+          throw new Error(
+            `machine ${id}: ${path} already exists (a disk of an earlier failover?): adopt it or move it away`,
+          );
+      }
       // New machine: sparse replica images at the disks' sizes, then the list, durably.
       for (const d of list) {
         const fd = openSync(this.diskPath(id, d.id), 'a');
@@ -226,7 +280,7 @@ export class MasterTarget {
     const replica = await Replica.open({
       stateDir: dir,
       retentionDir: join(this.opts.retentionDir, id),
-      disks: list.map((d) => ({ id: d.id, path: this.diskPath(id, d.id) })),
+      disks: list.map((d) => ({ id: d.id, path: d.path ?? this.defaultDiskPath(id, d.id) })),
       logger: this.opts.logger,
       newReplicaNeedsResync: true,
     });
@@ -258,6 +312,12 @@ export class MasterTarget {
       if (!isValidMachineId(machineId)) throw new FrameError(`hello machine id '${machineId}' is not valid`);
     } catch (e) {
       conn.close((e as Error).message, WireErrorCode.Protocol);
+      return;
+    }
+    // Failed over: its replica is the recovered machine's disks; the forwarder is told why.
+    const fo = this.failedOver.get(machineId);
+    if (fo || this.failingOver.has(machineId)) {
+      conn.close(this.failedOverReason(machineId, fo?.point), WireErrorCode.Retired);
       return;
     }
     const existing = this.machines.get(machineId);
@@ -415,6 +475,250 @@ export class MasterTarget {
     }
   }
 
+  private failedOverReason(machineId: string, point: number | undefined): string {
+    return point === undefined
+      ? `machine ${machineId} is failing over: its replica is no longer replicated`
+      : `machine ${machineId} has failed over at point ${point}: its replica is no longer replicated`;
+  }
+
+  /** A machine's failover, once done (until released). */
+  failoverResult(machineId: string): FailoverResult | undefined {
+    const m = this.failedOver.get(machineId);
+    return m && resultOf(m);
+  }
+
+  /**
+   * Failover of a machine to a recovery point (a seq, or 'latest' = what is applied once
+   * its stream is stopped): its stream is refused from now on, the replica disks are rolled
+   * back in place (cost: the journal after the point, never the disk size), synced, and
+   * handed over; with moveTo they are renamed into that directory. Crash-safe: a durable
+   * marker comes before any change, and the next start finishes the work. Calling it again
+   * returns the same result. Refused, with nothing changed, while a view of the machine is
+   * open or when the point cannot be recovered.
+   */
+  failover(
+    machineId: string,
+    point: number | 'latest',
+    opts: { moveTo?: string } = {},
+  ): Promise<FailoverResult> {
+    const done = this.failedOver.get(machineId);
+    if (done) return Promise.resolve(resultOf(done));
+    const running = this.failingOver.get(machineId);
+    if (running) return running;
+    const p = this.failoverNow(machineId, point, opts.moveTo).finally(() =>
+      this.failingOver.delete(machineId),
+    );
+    this.failingOver.set(machineId, p);
+    return p;
+  }
+
+  private async failoverNow(
+    machineId: string,
+    point: number | 'latest',
+    moveTo: string | undefined,
+  ): Promise<FailoverResult> {
+    const m = this.machines.get(machineId);
+    if (!m) throw new Error(`no machine '${machineId}' has a replica on this master target`);
+    const r = m.replica;
+    if (r.openViews().length > 0)
+      throw new Error(`a test failover view of machine ${machineId} is open: clean it up first`);
+    if (point !== 'latest') {
+      const refusal = await r.pointRefusal(point);
+      if (refusal) throw new Error(`cannot fail over machine ${machineId}: ${refusal}`);
+    }
+    if (moveTo !== undefined) {
+      if (!isAbsolute(moveTo)) throw new Error(`moveTo '${moveTo}' is not an absolute path`);
+      for (const d of m.disks) {
+        const to = movedPath(moveTo, this.diskPath(machineId, d.id));
+        if (existsSync(to))
+          throw new Error(`cannot move disk ${d.id} ('${d.name}') to ${to}: the file exists`);
+      }
+      mkdirSync(moveTo, { recursive: true });
+    }
+    const reason = this.failedOverReason(machineId, point === 'latest' ? undefined : point);
+    m.conn?.close(reason, WireErrorCode.Retired);
+    const marker: FailoverMarker = {
+      version: 1,
+      machineId,
+      state: 'rolling-back',
+      point: 0,
+      pointTime: 0,
+      moveTo: moveTo ?? null,
+      requestedAt: new Date().toISOString(),
+      disks: m.disks.map((d) => ({
+        id: d.id,
+        name: d.name,
+        size: d.size,
+        path: this.diskPath(machineId, d.id),
+      })),
+    };
+    const started = Date.now();
+    let rolled: Awaited<ReturnType<Replica['rollBackTo']>>;
+    try {
+      // The marker is durable before the first byte changes: a crash from here on is finished at start.
+      rolled = await r.rollBackTo(point, reason, async (p) => {
+        marker.point = p;
+        marker.pointTime = 0;
+        await writeMarker(this.machineDir(machineId), marker);
+      });
+    } catch (e) {
+      if (!hasMarker(this.machineDir(machineId))) {
+        // Refused before anything changed (the point, checked again once the stream stopped).
+        throw new Error(`cannot fail over machine ${machineId}: ${(e as Error).message}`);
+      }
+      throw e;
+    }
+    marker.pointTime = rolled.pointTime;
+    marker.bytesWritten = rolled.bytesWritten;
+    marker.journalBytesAfter = rolled.journalBytesAfter;
+    this.machines.delete(machineId);
+    await r.close();
+    const result = await this.finishFailover(marker);
+    this.opts.logger.info(
+      {
+        machineId,
+        point: result.point,
+        bytesWritten: result.bytesWritten,
+        journalBytesAfter: result.journalBytesAfter,
+        records: rolled.recordsRead,
+        ms: Date.now() - started,
+      },
+      'master target: failed over: replica rolled back in place and handed over',
+    );
+    return result;
+  }
+
+  /** After the rollback: the move (if asked for), then the marker says done. Redone after a crash. */
+  private async finishFailover(marker: FailoverMarker): Promise<FailoverResult> {
+    const dir = this.machineDir(marker.machineId);
+    if (marker.moveTo !== null && marker.state !== 'done') {
+      marker.state = 'moving';
+      await writeMarker(dir, marker);
+      const copied: number[] = [];
+      for (const d of marker.disks) {
+        const to = movedPath(marker.moveTo, d.path);
+        if (await moveDiskFile(d.path, to, this.opts.logger)) copied.push(d.id);
+      }
+      marker.disks = marker.disks.map((d) => ({ ...d, path: movedPath(marker.moveTo!, d.path) }));
+      if (copied.length) marker.copied = copied;
+    }
+    marker.state = 'done';
+    await writeMarker(dir, marker);
+    this.failedOver.set(marker.machineId, marker);
+    return resultOf(marker);
+  }
+
+  /** At start: a machine with a marker. Done: remembered. Interrupted: finished now. Released halfway: finished. */
+  private async resumeFailover(id: string): Promise<void> {
+    const dir = this.machineDir(id);
+    const marker = await readMarker(dir);
+    if (!marker) throw new Error(`cannot read ${markerPath(dir)}`);
+    const disks = await readJsonFile<StoredDisk[]>(join(dir, 'disks.json'));
+    if (!disks) {
+      await this.finishRelease(id); // disks.json goes first when released
+      return;
+    }
+    if (marker.state === 'done') {
+      this.failedOver.set(id, marker);
+      return;
+    }
+    if (marker.state === 'rolling-back') {
+      this.opts.logger.warn(
+        { machineId: id, point: marker.point },
+        'master target: a failover was interrupted: finishing the rollback',
+      );
+      const replica = await Replica.open({
+        stateDir: dir,
+        retentionDir: join(this.opts.retentionDir, id),
+        disks: marker.disks.map((d) => ({ id: d.id, path: d.path })),
+        logger: this.opts.logger,
+      });
+      try {
+        const reason = this.failedOverReason(id, marker.point);
+        const r = await replica.rollBackTo(marker.point, reason, async () => undefined);
+        marker.pointTime = r.pointTime;
+        marker.bytesWritten = r.bytesWritten;
+        marker.journalBytesAfter = r.journalBytesAfter;
+      } finally {
+        await replica.close();
+      }
+    }
+    await this.finishFailover(marker);
+  }
+
+  /**
+   * The commit of a failover: the machine's journal, state and record leave this master
+   * target; its disk files stay where the failover put them (the recovered machine's).
+   */
+  async release(machineId: string): Promise<{ journalBytes: number; disks: FailoverDisk[] }> {
+    const marker = this.failedOver.get(machineId);
+    if (!marker) {
+      if (this.failingOver.has(machineId))
+        throw new Error(`machine ${machineId} is failing over: release it once that is done`);
+      if (this.machines.has(machineId))
+        throw new Error(`machine ${machineId} has not failed over: there is nothing to release`);
+      throw new Error(`no machine '${machineId}' has failed over on this master target`);
+    }
+    const journalBytes = await allocatedBytes(join(this.opts.retentionDir, machineId));
+    // disks.json first: a start that finds the marker without it finishes the release.
+    await rm(join(this.machineDir(machineId), 'disks.json'), { force: true });
+    await this.finishRelease(machineId);
+    this.opts.logger.info(
+      { machineId, journalBytes, disks: marker.disks.map((d) => d.path) },
+      'master target: failover committed: journal and state removed, disks left to the recovered machine',
+    );
+    return { journalBytes, disks: marker.disks };
+  }
+
+  private async finishRelease(machineId: string): Promise<void> {
+    const dir = this.machineDir(machineId);
+    await rm(join(this.opts.retentionDir, machineId), { recursive: true, force: true });
+    await rm(join(dir, STATE_FILE), { force: true });
+    await rm(markerPath(dir), { force: true });
+    // Disk images not moved elsewhere stay in the directory; an empty one goes.
+    if ((await readdir(dir).catch(() => ['?'])).length === 0) await rm(dir, { recursive: true, force: true });
+    this.failedOver.delete(machineId);
+  }
+
+  /**
+   * A replica made of existing disk files (reprotect: the original machine's disks): the
+   * sizes must match. Like a new replica, it offers no point until the agent's first copy
+   * ends, and that copy compares block hashes, so only the blocks that differ move.
+   */
+  async adopt(machineId: string, disks: FailoverDisk[]): Promise<void> {
+    if (!isValidMachineId(machineId)) throw new Error(`machine id '${machineId}' is not valid`);
+    const dir = this.machineDir(machineId);
+    if (this.machines.has(machineId) || existsSync(join(dir, 'disks.json')))
+      throw new Error(`machine ${machineId} already has a replica on this master target`);
+    if (this.failedOver.has(machineId) || this.failingOver.has(machineId))
+      throw new Error(`machine ${machineId} has failed over here: release it before adopting disks for it`);
+    if (disks.length === 0) throw new Error('adopt needs at least one disk');
+    const ids = new Set<number>();
+    for (const d of disks) {
+      const what = `disk ${d.id} ('${d.name}')`;
+      if (!Number.isInteger(d.id) || d.id < 1 || d.id > 65535) throw new Error(`${what}: invalid disk id`);
+      if (ids.has(d.id)) throw new Error(`${what}: disk id given twice`);
+      ids.add(d.id);
+      if (!Number.isSafeInteger(d.size) || d.size <= 0) throw new Error(`${what}: invalid size ${d.size}`);
+      if (!isAbsolute(d.path)) throw new Error(`${what}: ${d.path} is not an absolute path`);
+      const actual = await diskSizeOf(d.path).catch((e: NodeJS.ErrnoException) => {
+        throw new Error(
+          `${what}: cannot open ${d.path}: ${e.code === 'ENOENT' ? 'no such file' : e.message}`,
+        );
+      });
+      if (actual !== d.size)
+        throw new Error(`${what}: ${d.path} is ${actual} bytes, but the machine's disk is ${d.size} bytes`);
+    }
+    mkdirSync(dir, { recursive: true });
+    const stored: StoredDisk[] = disks.map((d) => ({ id: d.id, name: d.name, size: d.size, path: d.path }));
+    await writeJsonFile(join(dir, 'disks.json'), stored, { durable: true });
+    await this.machine(machineId, stored);
+    this.opts.logger.info(
+      { machineId, disks: disks.map((d) => d.path) },
+      'master target: existing disks adopted as a replica: the first copy sends only blocks that differ',
+    );
+  }
+
   /** What removing a machine would delete: its replica disks and undo journal, on disk. */
   async footprint(machineId: string): Promise<{ replicaBytes: number; journalBytes: number; disks: number }> {
     return {
@@ -433,6 +737,10 @@ export class MasterTarget {
     machineId: string,
   ): Promise<{ replicaBytes: number; journalBytes: number } | undefined> {
     if (!isValidMachineId(machineId)) throw new Error(`machine id '${machineId}' is not valid`);
+    if (this.failedOver.has(machineId) || this.failingOver.has(machineId))
+      throw new Error(
+        `machine ${machineId} has failed over: its disks are the recovered machine's; release it instead`,
+      );
     const m = this.machines.get(machineId);
     const dir = this.machineDir(machineId);
     const journalDir = join(this.opts.retentionDir, machineId);
@@ -453,6 +761,26 @@ export class MasterTarget {
     await this.pruner?.stop();
     await this.server?.close();
     for (const m of this.machines.values()) await m.replica.close();
+  }
+}
+
+function resultOf(m: FailoverMarker): FailoverResult {
+  return {
+    point: m.point,
+    pointTime: m.pointTime,
+    disks: m.disks.map((d) => ({ ...d })),
+    bytesWritten: m.bytesWritten ?? 0,
+    journalBytesAfter: m.journalBytesAfter ?? 0,
+  };
+}
+
+/** Size of an image file or block device. */
+async function diskSizeOf(path: string): Promise<number> {
+  const s = await BlockStore.open(path, { readOnly: true });
+  try {
+    return s.size;
+  } finally {
+    await s.close();
   }
 }
 

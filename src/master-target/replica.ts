@@ -23,6 +23,7 @@ import {
   RetentionFullError,
   retentionFullProblem,
 } from './retention-space.js';
+import { type RollbackResult, rollBack } from './rollback.js';
 import { type JournalEntry, markerKind, UndoJournal } from './undo-journal.js';
 
 export type ChangeType = 'write' | 'zero' | 'trim';
@@ -120,6 +121,8 @@ export class Replica {
   private readonly source: ViewSource;
   /** Set while the retention volume is too full for the next batch (replication paused). */
   private full: RetentionFull | undefined;
+  /** Why no batch is taken any more (the replica failed over): set when the rollback is asked for. */
+  private retired: string | undefined;
 
   private constructor(
     private readonly statePath: string,
@@ -224,7 +227,67 @@ export class Replica {
    * appliedThrough stays, and re-sending the batch later is safe.
    */
   applyBatch(items: ReplicaItem[]): Promise<BatchResult> {
-    return this.serial(() => this.applyNow(items));
+    return this.serial(() => {
+      if (this.retired) throw new Error(this.retired);
+      return this.applyNow(items);
+    });
+  }
+
+  /**
+   * Why point p cannot be recovered, or undefined when it can: outside what is applied
+   * and retained, inside a resync, or needing a damaged journal record (every record a
+   * rollback to p would read is checked first).
+   */
+  async pointRefusal(p: number): Promise<string | undefined> {
+    if (!Number.isSafeInteger(p) || p < 0) return `invalid recovery point ${p}`;
+    if (p > this.state.appliedThrough)
+      return `recovery point ${p} is newer than the latest applied seq ${this.state.appliedThrough}`;
+    const oldest = Math.max(this.oldestPoint, this.pruneFloor);
+    if (p < oldest) return `recovery point ${p} is older than the oldest retained point ${oldest}`;
+    const problem = this.pointProblem(p);
+    if (problem) return problem;
+    try {
+      await this.checkPoint(p);
+    } catch (e) {
+      return (e as Error).message;
+    }
+    return undefined;
+  }
+
+  /**
+   * Failover: from now on no batch is taken (reason says why); once the batches already
+   * queued are applied, the disks are rolled back in place to point (latest = what is
+   * applied then) and synced. beforeWrite runs first, with the point, after it is
+   * checked and before any byte changes (the caller's durable marker). The journal is
+   * left as it is, so the same rollback can be redone after a crash.
+   */
+  rollBackTo(
+    point: number | 'latest',
+    reason: string,
+    beforeWrite: (point: number) => Promise<void>,
+  ): Promise<RollbackResult & { point: number; pointTime: number }> {
+    this.retired ??= reason;
+    return this.serial(async () => {
+      const p = point === 'latest' ? this.state.appliedThrough : point;
+      const refusal = await this.pointRefusal(p);
+      if (refusal) throw new Error(refusal);
+      const pointTime = this.timeOf(p);
+      await beforeWrite(p);
+      const r = await rollBack(this.journal, (d) => this.store(d), p);
+      for (const d of r.disks) await this.store(d).sync();
+      return { ...r, point: p, pointTime };
+    });
+  }
+
+  /** Source time of point p: its record's, or the applied time for the latest point (0 if unknown). */
+  private timeOf(p: number): number {
+    if (p === this.state.appliedThrough) return this.state.appliedTime;
+    return this.journal.entry(p)?.time ?? 0;
+  }
+
+  /** Set once a failover was asked for: no batch is applied any more. */
+  get retiredReason(): string | undefined {
+    return this.retired;
   }
 
   private async applyNow(items: ReplicaItem[]): Promise<BatchResult> {
@@ -524,6 +587,7 @@ export class Replica {
    */
   openView(point: number | 'latest'): PointView {
     if (this.closed) throw new Error('replica is closed');
+    if (this.retired) throw new Error(this.retired);
     const p = point === 'latest' ? this.state.appliedThrough : point;
     if (!Number.isSafeInteger(p) || p < 0) throw new Error(`invalid recovery point ${point}`);
     if (p > this.state.appliedThrough) {
@@ -582,6 +646,9 @@ export class Replica {
    */
   pruneBefore(seq: number): Promise<PruneResult> {
     return this.serial(async () => {
+      // Failed over: the journal after the point must stay whole until released (a crash
+      // in the middle of the failover redoes the rollback from it).
+      if (this.retired) return { segments: 0, bytes: 0, oldestPoint: this.oldestPoint };
       let cutoff = Math.min(seq, this.state.appliedThrough + 1);
       for (const v of this.views) cutoff = Math.min(cutoff, v.point + 1);
       this.pruneFloor = Math.max(0, cutoff - 1);

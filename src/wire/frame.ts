@@ -293,6 +293,11 @@ export enum WireErrorCode {
   Shutdown = 3,
   /** Something failed inside the sender. */
   Internal = 4,
+  /**
+   * The receiver no longer takes this machine's stream (its replica failed over): the
+   * sender retries only rarely, until the replica is adopted again or the machine removed.
+   */
+  Retired = 5,
 }
 
 export const CHANGE_HEADER_SIZE = 32;

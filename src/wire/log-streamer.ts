@@ -54,6 +54,8 @@ export interface LogStreamerOptions {
   /** First and longest wait before reconnecting (default 200 ms, doubling to 5 s). */
   retryMs?: number;
   maxRetryMs?: number;
+  /** The wait after the receiver said it no longer takes this stream (code Retired; default 30 s). */
+  retiredRetryMs?: number;
   /** lz4 on change payloads when it pays (`auto`, see frame-pipeline.ts) or never (default `off`). */
   compress?: CompressMode;
 }
@@ -132,6 +134,8 @@ export class LogStreamer {
   private streaming: FrameConnection | undefined;
   private readonly freshness = new StreamFreshness();
   private wakeWindow: (() => void) | undefined;
+  /** Ends the wait before the next reconnection (stop). */
+  private wakeRetry: (() => void) | undefined;
   /** Per stream, across reconnects: whether lz4 pays for this machine's data. */
   private readonly policy: CompressionPolicy;
   private readonly compression = newCompressionStats();
@@ -146,6 +150,7 @@ export class LogStreamer {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    this.wakeRetry?.();
     this.conn?.close();
     this.wakeWindow?.();
     await this.loop;
@@ -207,9 +212,19 @@ export class LogStreamer {
         if (!this.stopped)
           this.opts.logger.warn({ err: this.lastError }, `${this.opts.what}: connection lost`);
       }
+      // Retired (a failed-over replica): asking again every few seconds would change nothing.
+      const retired = this.conn?.peerErrorCode === WireErrorCode.Retired;
       this.conn = undefined;
       if (this.stopped) break;
-      await new Promise((r) => setTimeout(r, wait));
+      const delay = retired ? (this.opts.retiredRetryMs ?? 30_000) : wait;
+      await new Promise<void>((r) => {
+        const t = setTimeout(r, delay);
+        this.wakeRetry = () => {
+          clearTimeout(t);
+          r();
+        };
+      });
+      this.wakeRetry = undefined;
       wait = Math.min(wait * 2, max);
     }
   }

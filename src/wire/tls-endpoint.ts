@@ -149,6 +149,8 @@ export class FrameConnection implements AsyncIterable<Frame> {
   readonly remote: string | undefined;
   /** Why the connection closed (undefined while open, or after a clean close by either side). */
   closeReason: string | undefined;
+  /** The error code the peer closed with (its error frame), if it sent one. */
+  peerErrorCode: number | undefined;
   /** Resolves when the socket has closed, with closeReason. */
   readonly closed: Promise<string | undefined>;
 
@@ -291,6 +293,7 @@ export class FrameConnection implements AsyncIterable<Frame> {
     let text: string;
     try {
       const e = decodeError(f.payload);
+      this.peerErrorCode = e.code;
       text = `peer closed the connection: ${e.message} (error code ${e.code})`;
     } catch (err) {
       text = `peer closed the connection with a malformed error frame: ${(err as Error).message}`;

@@ -3,7 +3,8 @@
 // files, shuts down cleanly through the ACPI power button; a new QemuSite on the same directory
 // finds it; the next boot verifies what the last one wrote; a guest that ignores the power
 // button is stopped by force and its next boot reports the unclean shutdown with every synced
-// file intact; holds, refusals, and delete.
+// file intact; freeze/thaw through a real QEMU guest agent, and without one; holds, refusals,
+// and delete.
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -79,6 +80,11 @@ describe('qemu site with real virtual machines', { timeout: 300_000 }, () => {
     assert.match(text, /^REBOUND mkfs \/dev\/vda$/m);
     assert.match(text, /^REBOUND new file system$/m);
     assert.match(text, /^REBOUND gen 1 written 20 files$/m);
+    assert.match(text, /^REBOUND guest agent started$/m);
+    // A real qemu-ga freezes the guest's file systems; thawed, they take writes again (the clean
+    // shutdown below writes its marker and would hang on a frozen file system).
+    assert.equal(await site.freeze('vm1'), 'frozen');
+    await site.thaw('vm1');
     // The power button goes through the guest's ACPI handler, which unmounts before powering off.
     assert.equal(await site.shutdown('vm1', { timeoutMs: 60_000 }), 'clean');
     assert.match(await site.console('vm1'), /^REBOUND power button\nREBOUND clean shutdown ticks \d+$/m);
@@ -87,7 +93,7 @@ describe('qemu site with real virtual machines', { timeout: 300_000 }, () => {
   });
 
   test('a new QemuSite finds the running machine; the boot verifies generation 1; a guest that ignores the power button is forced off', async () => {
-    await site.powerOn('vm1', { kernelArgs: 'rebound.nobutton=1' });
+    await site.powerOn('vm1', { kernelArgs: 'rebound.nobutton=1 rebound.noqga=1' });
     const again = await QemuSite.open({ dir: siteDir, logger });
     const m = (await again.get('vm1'))!;
     assert.equal(m.powerState, 'running');
@@ -99,7 +105,7 @@ describe('qemu site with real virtual machines', { timeout: 300_000 }, () => {
     assert.match(text, /^REBOUND last shutdown clean$/m);
     assert.match(text, /^REBOUND gen 1 ok 20 files$/m);
     assert.match(text, /^REBOUND gen 2 written 20 files$/m);
-    // The busybox guest has no QEMU guest agent: nobody answers guest-sync.
+    // Without its guest agent nobody answers guest-sync.
     assert.equal(await again.freeze('vm1', { syncTimeoutMs: 1500 }), 'no-guest-agent');
     assert.equal(await again.shutdown('vm1', { timeoutMs: 3000 }), 'forced');
     assert.doesNotMatch(await again.console('vm1'), /REBOUND clean shutdown/);

@@ -10,6 +10,7 @@ import { GUEST_MODULES, INIT_SCRIPT, POWER_BUTTON_SCRIPT } from './init-script.j
 import {
   extractVmlinux,
   fetchKernel,
+  fetchPackage,
   findModules,
   kernelPackageName,
   moduleLoadOrder,
@@ -51,7 +52,8 @@ export async function loadGuest(dir = guestDir()): Promise<GuestImage | undefine
   return g;
 }
 
-const BINARIES = ['/sbin/mke2fs'];
+/** Host binaries copied in with their libraries: initramfs path -> host path. */
+const BINARIES: Record<string, string> = { 'sbin/mke2fs': '/sbin/mke2fs' };
 
 export async function buildGuest(
   opts: { out?: string; force?: boolean; logger?: Logger } = {},
@@ -78,7 +80,13 @@ export async function buildGuest(
       GUEST_MODULES,
       await findModules(join(root, 'lib', 'modules', version)),
     );
-    const initrd = await initramfs(modules);
+    // The QEMU guest agent, so that freeze/thaw are proven with a real one; its libraries come
+    // from this host (qemu-system-x86 depends on the same glib).
+    const qga = await fetchPackage('qemu-guest-agent', join(work, 'qga'));
+    const initrd = await initramfs(modules, {
+      ...BINARIES,
+      'usr/sbin/qemu-ga': join(qga, 'usr', 'sbin', 'qemu-ga'),
+    });
     await writeFile(join(work, 'initrd.cpio'), initrd);
 
     const kernel = join(out, uncompressed ? 'vmlinux' : 'vmlinuz');
@@ -104,7 +112,10 @@ export async function buildGuest(
   }
 }
 
-async function initramfs(modules: { name: string; path: string }[]): Promise<Buffer> {
+async function initramfs(
+  modules: { name: string; path: string }[],
+  binaries: Record<string, string>,
+): Promise<Buffer> {
   const dirs = new Set<string>();
   const entries: CpioEntry[] = [];
   const addDir = (d: string) => {
@@ -129,11 +140,13 @@ async function initramfs(modules: { name: string; path: string }[]): Promise<Buf
   addFile('bin/busybox', await readFile(busybox), 0o755);
 
   // Real binaries (mke2fs makes ext4; busybox's makes only ext2) with their libraries.
-  const provided = new Set(BINARIES.map((b) => b.replace(/^\//, '')));
+  const provided = new Set(Object.keys(binaries));
   const libs = new Set<string>();
-  for (const bin of BINARIES) {
-    addFile(bin.slice(1), await readFile(bin), 0o755);
-    for (const m of (await run('ldd', [bin])).matchAll(/(\/\S+\.so[.\d]*)/g)) libs.add(m[1]);
+  for (const [at, bin] of Object.entries(binaries)) {
+    addFile(at, await readFile(bin), 0o755);
+    const deps = await run('ldd', [bin]);
+    if (/not found/.test(deps)) throw new Error(`${bin} needs libraries this host lacks:\n${deps}`);
+    for (const m of deps.matchAll(/(\/\S+\.so[.\d]*)/g)) libs.add(m[1]);
   }
   for (const lib of libs) addFile(lib.slice(1), await readFile(await realpath(lib)), 0o755);
   if (existsSync('/etc/mke2fs.conf')) addFile('etc/mke2fs.conf', await readFile('/etc/mke2fs.conf'));

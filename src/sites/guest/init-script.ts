@@ -3,6 +3,7 @@
 // console alone what the disk held and whether anything was lost. Lines it prints start with
 // "REBOUND " (docs/sites.md lists them):
 //   REBOUND ready                          first thing /init does (the RTO benchmark times it)
+//   REBOUND guest agent started            qemu-ga answers on the virtio-serial channel
 //   REBOUND mkfs /dev/vda                  the disk held no file system: made ext4
 //   REBOUND last shutdown clean|unclean    whether the previous boot ended through the handler
 //   REBOUND gen K ok N files | gen K FAILED M of N files: NAMES | gen K incomplete | gen K missing
@@ -11,7 +12,8 @@
 //   REBOUND running                        ticking (one synced file a second) until the power button
 //   REBOUND power button / REBOUND clean shutdown ticks N
 // Kernel command line: rebound.files=N (default 20), rebound.oneshot=1 (power off after the
-// generation), rebound.nobutton=1 (ignore the power button: a shutdown must be forced).
+// generation), rebound.nobutton=1 (ignore the power button: a shutdown must be forced),
+// rebound.noqga=1 (do not start the QEMU guest agent: freeze finds nobody to answer).
 
 /** Modules /init loads, in this order (dependencies first; the build checks each exists). */
 export const GUEST_MODULES = [
@@ -44,12 +46,13 @@ for m in $(cat /etc/modules); do
   insmod /lib/modules/$m.ko || echo "REBOUND insmod $m failed"
 done
 
-FILES=20; ONESHOT=0; BUTTON=1
+FILES=20; ONESHOT=0; BUTTON=1; QGA=1
 for a in $(cat /proc/cmdline); do
   case "$a" in
     rebound.files=*) FILES=\${a#*=} ;;
     rebound.oneshot=1) ONESHOT=1 ;;
     rebound.nobutton=1) BUTTON=0 ;;
+    rebound.noqga=1) QGA=0 ;;
   esac
 done
 
@@ -69,6 +72,19 @@ if [ "$magic" != "53ef" ]; then
   FRESH=1
 fi
 mount -t ext4 /dev/vda /mnt || halt_now "mount of /dev/vda FAILED"
+
+# The QEMU guest agent (freeze/thaw for app-consistent points) on its virtio-serial port.
+if [ $QGA = 1 ] && [ -x /usr/sbin/qemu-ga ]; then
+  port=
+  for p in /sys/class/virtio-ports/*; do
+    [ "$(cat $p/name 2>/dev/null)" = org.qemu.guest_agent.0 ] && port=/dev/\${p##*/}
+  done
+  if [ -n "$port" ]; then
+    mkdir -p /var/run
+    /usr/sbin/qemu-ga -d -m virtio-serial -p $port -l /dev/null && echo "REBOUND guest agent started"
+  fi
+fi
+
 R=/mnt/rebound
 T=$R/ticks
 mkdir -p $R $T

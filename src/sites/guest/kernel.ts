@@ -2,7 +2,7 @@
 // (installing linux-image-amd64 would pull systemd and take a minute), then the uncompressed
 // vmlinux taken out of the bzImage (QEMU boots it through PVH: a few seconds less of TCG time).
 import { execFile } from 'node:child_process';
-import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { gunzipSync } from 'node:zlib';
@@ -29,15 +29,22 @@ export async function kernelPackageName(): Promise<string> {
   return m[1];
 }
 
-/** Downloads the package into dir and unpacks it under dir/root; returns the kernel version. */
-export async function fetchKernel(pkg: string, dir: string): Promise<{ root: string; version: string }> {
+/** Downloads a Debian package into dir and unpacks it under dir/root (nothing is installed). */
+export async function fetchPackage(pkg: string, dir: string): Promise<string> {
+  await mkdir(dir, { recursive: true });
   await run('apt-get', ['download', '-q', pkg], dir);
   const deb = (await readdir(dir)).find((f) => f.startsWith(`${pkg}_`) && f.endsWith('.deb'));
   if (!deb) throw new Error(`apt-get download ${pkg} left no .deb in ${dir}`);
   const root = join(dir, 'root');
   await run('dpkg-deb', ['-x', join(dir, deb), root]);
+  return root;
+}
+
+/** Downloads the kernel package under dir/root; returns the kernel version. */
+export async function fetchKernel(pkg: string, dir: string): Promise<{ root: string; version: string }> {
+  const root = await fetchPackage(pkg, dir);
   const versions = await readdir(join(root, 'lib', 'modules'));
-  if (versions.length !== 1) throw new Error(`${deb} holds ${versions.length} module trees`);
+  if (versions.length !== 1) throw new Error(`${pkg} holds ${versions.length} module trees`);
   return { root, version: versions[0] };
 }
 

@@ -278,7 +278,8 @@ export class QemuSite implements SiteAdapter {
     const ga = await this.guestAgent(name, opts.syncTimeoutMs);
     if (!ga) return 'no-guest-agent';
     try {
-      await ga.execute('guest-fsfreeze-freeze');
+      const count = await ga.execute('guest-fsfreeze-freeze');
+      this.log.info({ machine: name, fileSystems: count }, 'guest file systems frozen');
       return 'frozen';
     } finally {
       ga.close();

@@ -120,13 +120,6 @@ export class QemuSite implements SiteAdapter {
     const r = await this.store.must(name);
     const paths = this.paths(name);
     if (await this.agentPid(paths)) return;
-    if (opts.resetLog) {
-      // RESET-LOG CALL SITE (see agentServeArgs): logged until the agent's option lands.
-      this.log.warn(
-        { machine: name },
-        'resetLog asked: the agent has no reset option yet, starting it as it is',
-      );
-    }
     await ensureRegistered(r.spec, paths, reg, { site: this.opts.siteName, logger: this.log });
     await spawnAgent(r.spec, paths, { resetLog: opts.resetLog, logger: this.log });
   }

@@ -53,11 +53,11 @@ export function agentServeArgs(
 ): string[] {
   const args = [CLI, 'agent', 'serve', '--data-dir', paths.agentDir, '--socket', paths.nbdSock];
   for (const d of spec.disks) args.push('--disk', `${d.name}=${d.path}`);
-  if (opts.resetLog) {
-    // RESET-LOG CALL SITE: the disks were rewritten elsewhere (failover/failback), so the agent
-    // must not trust its change log or checkpoints for them. The agent option for that is being
-    // added on branch mt-failover; until it lands the option is accepted, logged, and passes nothing.
-  }
+  // RESET-LOG CALL SITE: the disks were rewritten elsewhere (failover/failback), so the agent
+  // discards its change log and copies every disk by hash comparison. `agent serve --reset-log`
+  // comes from the mt-failover branch (commit 54680df); before it is merged the agent refuses
+  // the unknown option and startAgent fails with that reason.
+  if (opts.resetLog) args.push('--reset-log');
   return args;
 }
 

@@ -16,6 +16,8 @@ APT_PACKAGES=(
   postgresql                       # the configuration server’s tests run on PostgreSQL too
   dosfstools                       # vfat volumes for the retention-volume rules
   fusefat                          # ... mounted through FUSE where the kernel has no vfat
+  qemu-system-x86                  # the qemu site's virtual machines (TCG where KVM cannot run)
+  busybox-static cpio xz-utils     # the test guest's initramfs (rebound guest build)
 )
 
 missing=()
@@ -43,3 +45,7 @@ fi
 # locked versions and builds the native addon the same way.
 npm ci --no-audit --no-fund 2>/dev/null || npm install --no-audit --no-fund
 npm run build
+
+# The tiny Linux the qemu site's tests and the drill boot (Debian kernel + busybox initramfs):
+# built once into $REBOUND_GUEST_DIR (default /var/cache/rebound/guest), skipped when present.
+node dist/src/cli/main.js guest build

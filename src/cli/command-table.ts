@@ -40,6 +40,7 @@ export const COMMAND_MODULES: { names: readonly string[]; load: () => Promise<Re
   },
   { names: ['policies'], load: async () => (await import('./policy-commands.js')).registerPolicyCommands },
   { names: ['machines'], load: async () => (await import('./machine-commands.js')).registerMachineCommands },
+  { names: ['guest'], load: async () => (await import('./guest-commands.js')).registerGuestCommands },
   { names: ['alerts'], load: async () => (await import('./alert-commands.js')).registerAlertCommands },
 ];
 

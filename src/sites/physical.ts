@@ -147,6 +147,7 @@ export class PhysicalSite implements SiteAdapter {
 function view(r: MachineRecord): SiteMachine {
   return {
     name: r.spec.name,
+    spec: r.spec,
     powerState: r.powerState ?? 'off',
     disks: r.spec.disks,
     disksFrom: r.disksFrom,

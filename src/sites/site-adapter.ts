@@ -58,6 +58,8 @@ export interface AgentRegistration {
   passphraseFile: string;
 }
 
+// Power actions answer nothing (done) or what a person must do: `void` keeps implementations
+// that never ask for manual steps (qemu) plain `Promise<void>`.
 export interface SiteAdapter {
   readonly kind: 'qemu' | 'physical';
   /** Defines a machine (its disk images are created sparse when missing); it stays off. */
@@ -69,9 +71,12 @@ export interface SiteAdapter {
     name: string,
     reg: AgentRegistration,
     opts?: { resetLog?: boolean },
+    // biome-ignore lint/suspicious/noConfusingVoidType: qemu implements these as Promise<void>
   ): Promise<void | ManualAction>;
+  // biome-ignore lint/suspicious/noConfusingVoidType: qemu implements these as Promise<void>
   stopAgent(name: string): Promise<void | ManualAction>;
   /** Boots the machine (optionally from other disks, e.g. a test view). Refused while held off. */
+  // biome-ignore lint/suspicious/noConfusingVoidType: qemu implements these as Promise<void>
   powerOn(name: string, opts?: { disksFrom?: DiskSource }): Promise<void | ManualAction>;
   /** Clean shutdown, forced stop after timeoutMs. */
   shutdown(

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { JobJson } from '../../src/cli/job-format.js';
 import type { ItemView } from '../../src/control-plane/items/item-view.js';
-import { ensureGuest } from '../../src/sites/guest/guest-assets.js';
+import { buildGuest } from '../../src/sites/guest/build.js';
 import { type RunningConfigServer, startConfigServer } from '../support/config-server.js';
 import { LoopVolumes } from '../support/loop-volumes.js';
 import { scratchDir } from '../support/tmp.js';
@@ -47,18 +47,26 @@ describe('the recovery drill with real VMs', { timeout: 900_000 }, () => {
   };
   /** Waits for a console line; the console accumulates over boots, so count occurrences. */
   const consoleShows = (site: string, name: string, line: RegExp, timeoutMs = 120_000) =>
-    until(`'${line.source}' on the console of ${name}`, async () => line.test(await consoleOf(site, name)), timeoutMs);
+    until(
+      `'${line.source}' on the console of ${name}`,
+      async () => line.test(await consoleOf(site, name)),
+      timeoutMs,
+    );
   const jobWatch = async (args: string[]) => {
     const r = await json<{ job: JobJson }>(args);
     const w = await cs.cli(['jobs', 'watch', r.job.id]);
     const job = await json<JobJson>(['jobs', 'show', r.job.id]);
-    assert.equal(job.state, 'Succeeded', `${args.join(' ')}: ${w.stdout}${w.stderr}\n${JSON.stringify(job.steps, null, 1)}`);
+    assert.equal(
+      job.state,
+      'Succeeded',
+      `${args.join(' ')}: ${w.stdout}${w.stderr}\n${JSON.stringify(job.steps, null, 1)}`,
+    );
     return job;
   };
 
   before(async () => {
     process.env.REBOUND_HEARTBEAT_SECONDS = '1';
-    const guest = await ensureGuest();
+    const guest = await buildGuest();
     const retention = await volumes.make('retention', 'ext4', { sizeMiB: 256 });
     cs = await startConfigServer({ dataDir: csDir, args: ['--retention-dir', retention] });
     await run(['sites', 'add', 'a', '--adapter', 'qemu']);
@@ -66,7 +74,7 @@ describe('the recovery drill with real VMs', { timeout: 900_000 }, () => {
     await run(['policies', 'create', 'gold', '--app-consistent-minutes', '0']);
     await run([
       ...['vm', 'create', 'web', '--site', 'a', '--disk', `vda=${DISK}`],
-      ...['--kernel', guest.kernel, '--initrd', guest.initrd, '--append', guest.append({ files: 8 })],
+      ...['--kernel', guest.kernel, '--initrd', guest.initrd, '--append', `${guest.append} rebound.files=8`],
     ]);
   });
   after(async () => {

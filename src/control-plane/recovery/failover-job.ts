@@ -188,7 +188,7 @@ function recoverySteps(p: FailoverParams): StepDefinition<FailoverParams>[] {
         const r = await rows(s);
         const rec = parseFailover(r.item.failover_json)!;
         const site = (await siteById(s.ctx, s.params.recoverySiteId))!;
-        const adapter = adapterFor(s.ctx, site);
+        const adapter = await adapterFor(s.ctx, site);
         if (await adapter.get(s.params.recoveredName)) return { message: 'it exists already' };
         const source = await sourceSpec(s.ctx, r);
         await adapter.create({
@@ -209,7 +209,7 @@ function recoverySteps(p: FailoverParams): StepDefinition<FailoverParams>[] {
         const site = (await siteById(s.ctx, s.params.recoverySiteId))!;
         // Its disks were just written by the master target: a log its agent kept from an
         // earlier cycle means nothing now (a new agent has none).
-        await adapterFor(s.ctx, site).startAgent(s.params.recoveredName, agentRegistration(s.ctx), {
+        await (await adapterFor(s.ctx, site)).startAgent(s.params.recoveredName, agentRegistration(s.ctx), {
           resetLog: true,
         });
         const m = await waitRegistered(s.ctx, s.params.recoveredName, s.signal);
@@ -222,7 +222,7 @@ function recoverySteps(p: FailoverParams): StepDefinition<FailoverParams>[] {
       resumable: true,
       async run(s) {
         const site = (await siteById(s.ctx, s.params.recoverySiteId))!;
-        const adapter = adapterFor(s.ctx, site);
+        const adapter = await adapterFor(s.ctx, site);
         const m = await adapter.get(s.params.recoveredName);
         if (m?.powerState !== 'running')
           await adapter.powerOn(s.params.recoveredName, { disksFrom: { kind: 'agent' } });

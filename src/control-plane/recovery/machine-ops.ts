@@ -24,7 +24,7 @@ export async function siteById(ctx: ServerContext, id: string | null): Promise<S
 export async function machineSite(ctx: ServerContext, machine: Machine): Promise<MachineAtSite> {
   const site = await siteById(ctx, machine.site_id);
   if (!site) throw new Error(`machine '${machine.name}' is at no site: its power cannot be managed`);
-  return { site, adapter: adapterFor(ctx, site) };
+  return { site, adapter: await adapterFor(ctx, site) };
 }
 
 export async function machineByName(ctx: ServerContext, name: string): Promise<Machine | undefined> {

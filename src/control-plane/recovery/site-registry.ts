@@ -8,7 +8,7 @@ import type { ServerContext } from '../context.js';
 import type { Site } from '../db/schema.js';
 import { PASSPHRASE_FILE } from '../registration/passphrase.js';
 
-const adapters = new WeakMap<ServerContext, Map<string, SiteAdapter>>();
+const adapters = new WeakMap<ServerContext, Map<string, Promise<SiteAdapter>>>();
 
 /** Where a site keeps its machines: its configured dir, else DATA/sites/NAME. */
 export function siteDir(ctx: ServerContext, site: Site): string {
@@ -16,15 +16,20 @@ export function siteDir(ctx: ServerContext, site: Site): string {
   return config.dir ?? join(ctx.dataDir, 'sites', site.name);
 }
 
-export function adapterFor(ctx: ServerContext, site: Site): SiteAdapter {
-  const byId = adapters.get(ctx) ?? new Map<string, SiteAdapter>();
+export function adapterFor(ctx: ServerContext, site: Site): Promise<SiteAdapter> {
+  const byId = adapters.get(ctx) ?? new Map<string, Promise<SiteAdapter>>();
   adapters.set(ctx, byId);
   let a = byId.get(site.id);
   if (!a) {
     const make = adapterFactories[site.adapter];
-    if (!make)
-      throw new Error(`site '${site.name}' has adapter '${site.adapter}', which this server does not know`);
-    a = make(siteDir(ctx, site), ctx.logger.child({ site: site.name }));
+    if (!make) {
+      return Promise.reject(
+        new Error(`site '${site.name}' has adapter '${site.adapter}', which this server does not know`),
+      );
+    }
+    a = make(siteDir(ctx, site), ctx.logger.child({ site: site.name }), site.name);
+    // A failed open is not kept: the next call tries again.
+    a.catch(() => byId.delete(site.id));
     byId.set(site.id, a);
   }
   return a;

@@ -1,6 +1,7 @@
 // Test failover (`rebound test-failover ITEM`): the machine boots at the recovery site, on an
 // isolated network, from a copy-on-write view of a recovery point, while replication goes on;
 // `rebound cleanup-test-failover ITEM` removes the test machine and its scratch data.
+import { join } from 'node:path';
 import { resolvePoint } from '../../master-target/point-spec.js';
 import { dataPlaneId } from '../items/data-plane.js';
 import { type ItemRows, loadItem, setItem } from '../items/item-rows.js';
@@ -8,10 +9,13 @@ import type { JobDefinition, StepContext } from '../jobs/definitions.js';
 import { siteById } from './machine-ops.js';
 import { recoveryMt } from './mt-ops.js';
 import { parseTestFailover, type TestFailoverRecord } from './recovery-records.js';
-import { adapterFor } from './site-registry.js';
+import { adapterFor, siteDir } from './site-registry.js';
 import { closeTestView, openTestView } from './test-views.js';
 
 export const TEST_FAILOVER = 'test-failover';
+
+/** Where test failovers' copy-on-write scratch files go (deleted at clean-up). */
+const testScratch = (ctx: { dataDir: string }) => join(ctx.dataDir, 'test-failover');
 export const CLEANUP_TEST_FAILOVER = 'cleanup-test-failover';
 
 export interface TestFailoverParams {
@@ -48,7 +52,7 @@ export const testFailoverJob: JobDefinition<TestFailoverParams> = {
           throw new Error(`master target '${r.masterTarget.name}' holds no replica of '${r.machine.name}'`);
         const prev = parseTestFailover(r.item.test_failover_json);
         const point = prev?.point ?? resolvePoint(s.params.point, replica);
-        const view = await openTestView(r.item.id, mt, id, point);
+        const view = await openTestView(r.item.id, mt, id, point, testScratch(s.ctx), s.ctx.logger);
         const rec: TestFailoverRecord = {
           point,
           viewId: view.id,
@@ -67,15 +71,26 @@ export const testFailoverJob: JobDefinition<TestFailoverParams> = {
         const r = await rows(s);
         const mt = recoveryMt(s.ctx, r.masterTarget);
         const rec = parseTestFailover(r.item.test_failover_json)!;
-        const view = await openTestView(r.item.id, mt, dataPlaneId(r.machine), rec.point);
+        const view = await openTestView(
+          r.item.id,
+          mt,
+          dataPlaneId(r.machine),
+          rec.point,
+          testScratch(s.ctx),
+          s.ctx.logger,
+        );
         const site = (await siteById(s.ctx, s.params.siteId))!;
-        const adapter = adapterFor(s.ctx, site);
+        const adapter = await adapterFor(s.ctx, site);
         const { adapter: _a, ...src } = await sourceMachine(s, r);
         const disksFrom = { kind: 'nbd' as const, urls: view.urls };
         if (!(await adapter.get(s.params.machineName))) {
           await adapter.create({
             name: s.params.machineName,
-            disks: [],
+            // Its disks come from the view; these paths only name them (sparse, never written).
+            disks: src.spec.disks.map((d) => ({
+              ...d,
+              path: join(siteDir(s.ctx, site), 'machines', s.params.machineName, 'unused', `${d.name}.img`),
+            })),
             boot: src.spec.boot,
             memoryMiB: src.spec.memoryMiB,
             network: 'isolated',
@@ -101,7 +116,7 @@ export const testFailoverJob: JobDefinition<TestFailoverParams> = {
 async function sourceMachine(s: StepContext<TestFailoverParams>, r: ItemRows) {
   const site = await siteById(s.ctx, r.machine.site_id);
   if (!site) throw new Error(`machine '${r.machine.name}' is at no site: there is no definition to boot`);
-  const adapter = adapterFor(s.ctx, site);
+  const adapter = await adapterFor(s.ctx, site);
   const m = await adapter.get(r.machine.name);
   if (!m?.spec) throw new Error(`machine '${r.machine.name}' has no definition at site '${site.name}'`);
   return { adapter, spec: m.spec };
@@ -119,7 +134,7 @@ export const cleanupTestFailoverJob: JobDefinition<{ itemId: string }> = {
         if (!rec) throw new Error(`no test failover of '${r.machine.name}' is running`);
         const site = await siteById(s.ctx, rec.siteId);
         if (site) {
-          const adapter = adapterFor(s.ctx, site);
+          const adapter = await adapterFor(s.ctx, site);
           if (await adapter.get(rec.machineName)) {
             await adapter.shutdown(rec.machineName, { timeoutMs: 0 });
             await adapter.delete(rec.machineName, { deleteDisks: true });

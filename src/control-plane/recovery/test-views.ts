@@ -2,6 +2,8 @@
 // machine boots from them while replication goes on underneath. They live as long as this
 // process; a server restart closes them (the test machine loses its disks: clean it up).
 
+import { join } from 'node:path';
+import type { Logger } from 'pino';
 import type { MasterTarget } from '../../master-target/master-target.js';
 import { openViewServer } from '../../master-target/view-server.js';
 
@@ -12,19 +14,30 @@ interface OpenTestView {
 }
 
 const open = new Map<string, OpenTestView>();
+let nextId = 1;
 
 export async function openTestView(
   itemId: string,
   mt: MasterTarget,
   machineId: string,
   point: number,
+  scratchRoot: string,
+  logger: Logger,
 ): Promise<OpenTestView> {
   const existing = open.get(itemId);
   if (existing) return existing;
-  const v = await openViewServer(mt, machineId, point, {
+  const server = await openViewServer(mt, machineId, point, {
     writable: true,
     listen: { host: '127.0.0.1', port: 0 },
+    scratchDir: join(scratchRoot, itemId),
+    logger,
+    onClosedByRetention: () => open.delete(itemId),
   });
+  const v = {
+    id: nextId++,
+    urls: server.exports.map((e) => `${server.url}/${e}`),
+    close: () => server.close(),
+  };
   open.set(itemId, v);
   return v;
 }

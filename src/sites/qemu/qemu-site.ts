@@ -6,6 +6,7 @@
 // and a new QemuSite on the same directory finds them.
 import { existsSync } from 'node:fs';
 import { mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { checkMachineName, type MachineRecord, MachineStore } from '../machine-store.js';
@@ -85,6 +86,7 @@ export class QemuSite implements SiteAdapter {
     for (const d of spec.disks) {
       if (!existsSync(d.path)) {
         // Sparse: a 100 GiB disk costs nothing until written.
+        await mkdir(dirname(d.path), { recursive: true });
         const f = await open(d.path, 'wx');
         await f.truncate(d.sizeBytes);
         await f.close();
@@ -342,6 +344,7 @@ export class QemuSite implements SiteAdapter {
     const running = Boolean(await this.qemuPid(paths));
     return {
       name,
+      spec: r.spec,
       powerState: running ? 'running' : 'off',
       disks: r.spec.disks,
       disksFrom: running && r.boot ? r.boot.disksFrom : r.disksFrom,

@@ -338,7 +338,7 @@ export async function registerRecoveryRoutes(app: Api, ctx: ServerContext): Prom
   const existsAtSite = async (siteId: string | null, name: string): Promise<boolean> => {
     const site = await siteOfMachine(siteId);
     if (!site) return false;
-    return (await adapterFor(ctx, site).get(name)) !== undefined;
+    return (await (await adapterFor(ctx, site)).get(name)) !== undefined;
   };
 
   app.post(

@@ -40,7 +40,7 @@ export async function registerSiteMachineRoutes(app: Api, ctx: ServerContext): P
     return s;
   };
   const machine = async (s: Site, name: string) => {
-    const m = await adapterFor(ctx, s).get(name);
+    const m = await (await adapterFor(ctx, s)).get(name);
     if (!m) throw notFound(`machine '${name}' at site '${s.name}'`);
     return m;
   };
@@ -55,7 +55,7 @@ export async function registerSiteMachineRoutes(app: Api, ctx: ServerContext): P
         response: { 200: Type.Array(SiteMachineSchema), 404: ErrorSchema },
       },
     },
-    async (req) => (await adapterFor(ctx, await site(req.params.site)).list()).map((m) => json(m)),
+    async (req) => (await (await adapterFor(ctx, await site(req.params.site))).list()).map((m) => json(m)),
   );
 
   app.post(
@@ -91,7 +91,7 @@ export async function registerSiteMachineRoutes(app: Api, ctx: ServerContext): P
     async (req, reply) => {
       const s = await site(req.params.site);
       const b = req.body;
-      const adapter = adapterFor(ctx, s);
+      const adapter = await adapterFor(ctx, s);
       if (await adapter.get(b.name)) throw conflict(`machine '${b.name}' already exists at site '${s.name}'`);
       if (await machineByName(ctx, b.name))
         throw conflict(`a machine named '${b.name}' is already registered`);
@@ -134,11 +134,9 @@ export async function registerSiteMachineRoutes(app: Api, ctx: ServerContext): P
     async (req) => {
       const s = await site(req.params.site);
       await machine(s, req.params.name);
-      const r = await adapterFor(ctx, s)
-        .powerOn(req.params.name)
-        .catch((e: Error) => {
-          throw conflict(e.message);
-        });
+      const r = await (await adapterFor(ctx, s)).powerOn(req.params.name).catch((e: Error) => {
+        throw conflict(e.message);
+      });
       return json(await machine(s, req.params.name), isManual(r) ? r.manual : undefined);
     },
   );
@@ -161,7 +159,7 @@ export async function registerSiteMachineRoutes(app: Api, ctx: ServerContext): P
     async (req) => {
       const s = await site(req.params.site);
       await machine(s, req.params.name);
-      const r = await adapterFor(ctx, s).shutdown(req.params.name, {
+      const r = await (await adapterFor(ctx, s)).shutdown(req.params.name, {
         timeoutMs: (req.body?.timeoutSeconds ?? 120) * 1000,
       });
       const m = await machine(s, req.params.name);
@@ -197,7 +195,9 @@ export async function registerSiteMachineRoutes(app: Api, ctx: ServerContext): P
           );
         }
       }
-      await adapterFor(ctx, s).delete(req.params.name, { deleteDisks: req.query.deleteDisks ?? false });
+      await (await adapterFor(ctx, s)).delete(req.params.name, {
+        deleteDisks: req.query.deleteDisks ?? false,
+      });
       return reply.status(204).send(null);
     },
   );

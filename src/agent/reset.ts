@@ -34,6 +34,12 @@ export async function resetAgentDataDir(dataDir: string, logger?: Logger): Promi
     const state = await loadState(dataDir);
     if (!state) throw new Error(`cannot reset ${dataDir}: no agent state there (agent.json)`);
     const logDir = join(dataDir, 'log');
+    if (!existsSync(logDir)) {
+      // Never served: no log to discard; its disks get their initial copy anyway.
+      for (const d of state.disks) d.needsInitialCopy = true;
+      saveState(dataDir, state);
+      return { discardedRecords: 0, trimmedThrough: 0, disks: state.disks.map((d) => d.name) };
+    }
     const log = await ChangeLog.open(logDir, {
       maxBytes: Number.MAX_SAFE_INTEGER,
       segmentBytes: 64 << 20,

@@ -1,4 +1,5 @@
 // `rebound agent ...` and `rebound log ...`.
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { AckGate } from '../agent/ack-gate.js';
@@ -124,7 +125,8 @@ export function registerAgentCommands(program: Command): void {
           ? await loadTlsMaterial(o.tlsDir, { role: 'agent', name: name! })
           : await registrationMaterial(registration!);
       const csClient = registration ? await registrationClient(registration) : undefined;
-      if (o.resetLog) await resetAgentDataDir(o.dataDir, logger);
+      // A data dir that never held an agent has nothing to reset.
+      if (o.resetLog && existsSync(join(o.dataDir, 'agent.json'))) await resetAgentDataDir(o.dataDir, logger);
       const a = await Agent.open({
         dataDir: o.dataDir,
         disks,

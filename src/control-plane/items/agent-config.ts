@@ -15,7 +15,16 @@ export interface ReplicationConfig {
 }
 
 /** Item states in which the agent ships its changes. */
-const SHIPPING = ['enabling', 'initial-replication', 'protected', 'resync-required', 'reprotecting'];
+const SHIPPING = [
+  'enabling',
+  'initial-replication',
+  'protected',
+  'resync-required',
+  'reprotecting',
+  // A planned failover or a failback drains replication before it hands the disks over.
+  'failing-over',
+  'failing-back',
+];
 
 export async function replicationConfigFor(
   ctx: ServerContext,

@@ -1,6 +1,11 @@
 // `rebound drill`: the whole job on one machine with the embedded defaults.
+
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { Command } from 'commander';
 import { runCaptureDrill } from '../drill/capture-drill.js';
+import { runRecoveryDrill } from '../drill/recovery-drill.js';
 import { createLogger } from '../util/logger.js';
 import { parseSize } from '../util/size.js';
 
@@ -11,6 +16,7 @@ export function registerDrillCommand(program: Command): void {
     .option('--work-dir <dir>', 'where images and state go (default: a new temporary dir)')
     .option('--disk-size <size>', 'size of the protected disk', '256M')
     .option('--files <n>', 'files to write into the file system', '300')
+    .option('--no-vm', 'skip the recovery cycle with QEMU VMs (failover, reprotect, failback)')
     .action(async (o) => {
       const files = Number(o.files);
       if (!Number.isInteger(files) || files < 1)
@@ -22,6 +28,16 @@ export function registerDrillCommand(program: Command): void {
         logger: createLogger(process.env.REBOUND_LOG_LEVEL ?? 'warn'),
         say: (l) => console.log(l),
       });
-      process.exitCode = r.ok ? 0 : 1;
+      if (!r.ok || !o.vm) {
+        process.exitCode = r.ok ? 0 : 1;
+        return;
+      }
+      console.log('');
+      console.log('recovery cycle with QEMU VMs (TCG): failover, reprotect, failback');
+      const work = mkdtempSync(join(o.workDir ?? tmpdir(), 'rebound-recovery-drill-'));
+      const ok = await runRecoveryDrill({ workDir: work, say: (l) => console.log(l) });
+      if (ok) rmSync(work, { recursive: true, force: true });
+      else console.log(`work dir kept for inspection: ${work}`);
+      process.exitCode = ok ? 0 : 1;
     });
 }

@@ -529,8 +529,10 @@ export class MasterTarget {
     if (moveTo !== undefined) {
       if (!isAbsolute(moveTo)) throw new Error(`moveTo '${moveTo}' is not an absolute path`);
       for (const d of m.disks) {
-        const to = movedPath(moveTo, this.diskPath(machineId, d.id));
-        if (existsSync(to))
+        const from = this.diskPath(machineId, d.id);
+        const to = movedPath(moveTo, from);
+        // An adopted replica may be in moveTo already (a second failover of one cycle).
+        if (to !== from && existsSync(to))
           throw new Error(`cannot move disk ${d.id} ('${d.name}') to ${to}: the file exists`);
       }
       mkdirSync(moveTo, { recursive: true });

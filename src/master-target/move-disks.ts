@@ -17,6 +17,7 @@ export function movedPath(dir: string, path: string): string {
 
 /** Moves one file; true when it had to be copied (another file system). */
 export async function moveDiskFile(from: string, to: string, logger: Logger): Promise<boolean> {
+  if (from === to) return false;
   if (!existsSync(from)) {
     if (existsSync(to)) return false; // moved before a crash
     throw new Error(`cannot move ${from} to ${to}: neither file exists`);

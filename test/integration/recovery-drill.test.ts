@@ -84,6 +84,20 @@ describe('the recovery drill with real VMs', { timeout: 900_000 }, () => {
     return job;
   };
 
+  /** A refused request: its exit code, its exact message, and nothing changed. */
+  const refused = async (args: string[], message: string) => {
+    const before = await item();
+    const r = await cs.cli(args);
+    assert.notEqual(r.code, 0, `${args.join(' ')} was refused`);
+    assert.ok(r.stderr.includes(message), `${args.join(' ')}: ${r.stderr}`);
+    const now = await item();
+    assert.deepEqual(
+      { ...now, last_job: null, updated_at: '' },
+      { ...before, last_job: null, updated_at: '' },
+    );
+    assert.equal(now.last_job?.id, before.last_job?.id, 'no job was queued');
+  };
+
   before(async () => {
     process.env.REBOUND_HEARTBEAT_SECONDS = '1';
     const guest = await buildGuest();
@@ -121,7 +135,17 @@ describe('the recovery drill with real VMs', { timeout: 900_000 }, () => {
     await consoleShows('b', 'web-recovered', /REBOUND gen 2 written/);
     // The original site is lost in an unplanned failover: stop its VM the hard way.
     await run(['vm', 'shutdown', 'web', '--site', 'a', '--timeout', '0']);
+    await refused(
+      ['reprotect', 'web', '--datastore', 'default'],
+      "the failover of 'web' is not committed: run 'rebound commit web' first",
+    );
+    await refused(['failback', 'web'], 'failback needs an item reprotected to the original site');
     await jobWatch(['commit', 'web']);
+    await refused(
+      ['reprotect', 'web'],
+      'a datastore is required: new disks are made there when the original disks are gone (S18)',
+    );
+    await refused(['reprotect', 'web', '--datastore', 'nope'], "datastore 'nope' not found");
 
     const rp = await jobWatch(['reprotect', 'web', '--datastore', 'default']);
     const it = await item();
@@ -145,5 +169,30 @@ describe('the recovery drill with real VMs', { timeout: 900_000 }, () => {
     assert.equal(back.direction, 'forward');
     assert.equal(back.machine_name, 'web');
     assert.equal(back.policy_name, 'gold');
+  });
+
+  test('a test failover boots from a view while replication goes on; its clean-up removes it', async () => {
+    const before = await item();
+    await jobWatch(['test-failover', 'web']);
+    await consoleShows('b', 'web-test', /REBOUND gen 3 ok/);
+    await consoleShows('b', 'web-test', /REBOUND gen 4 written/);
+    assert.equal((await item()).state, 'protected', 'replication goes on');
+    await refused(['failover', 'web'], "a test failover of 'web' is running: clean it up first");
+    await jobWatch(['cleanup-test-failover', 'web']);
+    assert.equal(await vm('b', 'web-test'), undefined);
+    // The test's writes went to scratch: the source and its replica never saw generation 4.
+    assert.equal((await item()).machine_id, before.machine_id);
+  });
+
+  test('a planned failover loses nothing written before the shutdown', async () => {
+    await jobWatch(['failover', 'web', '--planned']);
+    const shutdownLine = /REBOUND clean shutdown ticks (\d+)/.exec(await consoleOf('a', 'web'));
+    assert.ok(shutdownLine, 'the source shut down cleanly');
+    await consoleShows('b', 'web-recovered', /REBOUND last shutdown clean/);
+    await consoleShows('b', 'web-recovered', /REBOUND ticks ok \d+/);
+    const recovered = await consoleOf('b', 'web-recovered');
+    assert.doesNotMatch(recovered, /FAILED|missing|incomplete/, recovered);
+    for (const g of [1, 2, 3]) assert.match(recovered, new RegExp(`REBOUND gen ${g} ok`));
+    assert.equal((await item()).state, 'failed-over');
   });
 });

@@ -1,0 +1,169 @@
+// `rebound drill`'s second half: the whole recovery cycle with real QEMU VMs on this machine,
+// driven through the CLI exactly as an operator would. A configuration server (built-in
+// process server and master target, a loop-mounted ext4 retention volume as S24 asks), two
+// qemu sites, a VM whose disk its agent serves writing checksummed generations of files;
+// protect -> unplanned failover -> commit -> reprotect -> failback -> reprotect, with the
+// guest's own verification lines read from the consoles at each boot.
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { buildGuest } from '../sites/guest/build.js';
+import { run } from '../util/exec.js';
+
+const CLI = fileURLToPath(new URL('../cli/main.js', import.meta.url));
+
+export interface RecoveryDrillOptions {
+  workDir: string;
+  say: (line: string) => void;
+}
+
+interface Ctx {
+  cliConfig: string;
+  say: (line: string) => void;
+}
+
+function cli(c: Ctx, args: string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile(
+      process.execPath,
+      [CLI, ...args],
+      { env: { ...process.env, REBOUND_CS_CONFIG: c.cliConfig }, maxBuffer: 16 << 20 },
+      (err, stdout, stderr) => {
+        if (err) reject(new Error(`rebound ${args.join(' ')} failed: ${stderr || err.message}`));
+        else resolve(stdout);
+      },
+    );
+  });
+}
+
+async function job(
+  c: Ctx,
+  what: string,
+  args: string[],
+): Promise<{ steps: { name: string; message: string | null }[] }> {
+  const t = Date.now();
+  const r = JSON.parse(await cli(c, [...args, '--json'])) as { job: { id: string } };
+  await cli(c, ['jobs', 'watch', r.job.id]).catch(() => undefined);
+  const j = JSON.parse(await cli(c, ['jobs', 'show', r.job.id, '--json'])) as {
+    state: string;
+    error: string | null;
+    steps: { name: string; message: string | null }[];
+  };
+  if (j.state !== 'Succeeded') throw new Error(`${what}: ${j.state}: ${j.error}`);
+  c.say(`${what}: done in ${((Date.now() - t) / 1000).toFixed(1)} s`);
+  return j;
+}
+
+async function consoleLine(
+  c: Ctx,
+  site: string,
+  vm: string,
+  line: RegExp,
+  timeoutMs = 180_000,
+): Promise<string> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const list = JSON.parse(await cli(c, ['vm', 'list', '--site', site, '--json'])) as {
+      name: string;
+      console_log: string | null;
+    }[];
+    const log = list.find((m) => m.name === vm)?.console_log;
+    const text = log && existsSync(log) ? readFileSync(log, 'utf8') : '';
+    const m = line.exec(text);
+    if (m) return m[0];
+    if (/FAILED|incomplete/.test(text)) throw new Error(`${vm} reports damaged files:\n${text}`);
+    if (Date.now() > deadline)
+      throw new Error(`${vm} did not print ${line.source} within ${timeoutMs / 1000} s:\n${text}`);
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}
+
+/** Runs the cycle; resolves true when every step and every verification passed. */
+export async function runRecoveryDrill(o: RecoveryDrillOptions): Promise<boolean> {
+  const say = o.say;
+  const guest = await buildGuest();
+  say(`guest: ${guest.kernel} (${guest.kernelVersion}) + ${guest.initrd}`);
+  const csDir = join(o.workDir, 'cs');
+  const retention = join(o.workDir, 'retention');
+  const image = join(o.workDir, 'retention.img');
+  mkdirSync(retention, { recursive: true });
+  await run('truncate', ['-s', '256M', image]);
+  await run('mkfs.ext4', ['-q', '-F', image]);
+  await run('mount', ['-o', 'loop', image, retention]);
+  let server: ChildProcess | undefined;
+  const c: Ctx = { cliConfig: join(csDir, 'cli.json'), say };
+  try {
+    server = spawn(
+      process.execPath,
+      [CLI, 'server', 'start', '--data-dir', csDir, '--listen', '127.0.0.1:0', '--retention-dir', retention],
+      { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, REBOUND_HEARTBEAT_SECONDS: '1' } },
+    );
+    await new Promise<void>((resolve, reject) => {
+      let out = '';
+      server!.stdout!.on('data', (d) => {
+        out += d;
+        if (out.includes('configuration server ready')) resolve();
+      });
+      server!.once('exit', (code) => reject(new Error(`the configuration server exited with ${code}`)));
+    });
+    say('configuration server up (built-in process server and master target)');
+    await cli(c, ['sites', 'add', 'a', '--adapter', 'qemu']);
+    await cli(c, ['sites', 'add', 'b', '--adapter', 'qemu']);
+    await cli(c, ['policies', 'create', 'gold', '--app-consistent-minutes', '0']);
+    await cli(c, [
+      ...['vm', 'create', 'web', '--site', 'a', '--disk', 'vda=64M'],
+      ...['--kernel', guest.kernel, '--initrd', guest.initrd, '--append', `${guest.append} rebound.files=8`],
+    ]);
+    await cli(c, ['vm', 'start', 'web', '--site', 'a']);
+    say(`site a: web ${await consoleLine(c, 'a', 'web', /REBOUND gen 1 written \d+ files/)}`);
+    await job(c, 'protect web', ['protect', 'web', '--policy', 'gold']);
+    await job(c, 'unplanned failover to latest', ['failover', 'web']);
+    say(`site b: web-recovered ${await consoleLine(c, 'b', 'web-recovered', /REBOUND gen 1 ok \d+ files/)}`);
+    say(
+      `site b: web-recovered ${await consoleLine(c, 'b', 'web-recovered', /REBOUND gen 2 written \d+ files/)}`,
+    );
+    await cli(c, ['vm', 'shutdown', 'web', '--site', 'a', '--timeout', '0']);
+    await job(c, 'commit', ['commit', 'web']);
+    const rp = await job(c, 'reprotect (back to site a)', ['reprotect', 'web', '--datastore', 'default']);
+    say(`  ${rp.steps.find((s) => s.name === 'copy the differences')?.message}`);
+    await job(c, 'failback', ['failback', 'web']);
+    say(`site a: web ${await consoleLine(c, 'a', 'web', /REBOUND gen 2 ok \d+ files/)}`);
+    await job(c, 'reprotect (to site b again)', ['reprotect', 'web', '--datastore', 'default']);
+    say('drill OK: every flushed file survived failover and failback; reprotect moved only the differences');
+    return true;
+  } catch (e) {
+    say(`drill FAILED: ${(e as Error).message}`);
+    return false;
+  } finally {
+    for (const site of ['a', 'b']) {
+      const list = await cli(c, ['vm', 'list', '--site', site, '--json']).catch(() => '[]');
+      for (const m of JSON.parse(list) as { name: string }[]) {
+        await cli(c, ['vm', 'shutdown', m.name, '--site', site, '--timeout', '0']).catch(() => undefined);
+      }
+    }
+    server?.kill('SIGTERM');
+    if (server && server.exitCode === null) await new Promise((r) => server!.once('exit', r));
+    await stopAgents(join(csDir, 'sites'));
+    await run('umount', [retention], [0, 1, 32]);
+  }
+}
+
+/** The agents the sites started (pid files beside each machine). */
+async function stopAgents(sites: string): Promise<void> {
+  const { readdirSync } = await import('node:fs');
+  if (!existsSync(sites)) return;
+  for (const s of readdirSync(sites)) {
+    const dir = join(sites, s, 'machines');
+    if (!existsSync(dir)) continue;
+    for (const m of readdirSync(dir)) {
+      const pid = join(dir, m, 'agent.pid');
+      if (!existsSync(pid)) continue;
+      try {
+        process.kill(Number(readFileSync(pid, 'utf8').trim()), 'SIGTERM');
+      } catch {
+        // gone already
+      }
+    }
+  }
+}

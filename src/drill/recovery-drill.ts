@@ -97,7 +97,11 @@ export async function runRecoveryDrill(o: RecoveryDrillOptions): Promise<boolean
     server = spawn(
       process.execPath,
       [CLI, 'server', 'start', '--data-dir', csDir, '--listen', '127.0.0.1:0', '--retention-dir', retention],
-      { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, REBOUND_HEARTBEAT_SECONDS: '1' } },
+      {
+        stdio: ['ignore', 'pipe', 'inherit'],
+        // Its log would drown the drill's lines: errors only, unless asked otherwise.
+        env: { REBOUND_LOG_LEVEL: 'error', ...process.env, REBOUND_HEARTBEAT_SECONDS: '1' },
+      },
     );
     await new Promise<void>((resolve, reject) => {
       let out = '';

@@ -24,3 +24,12 @@ export const conflict = (message: string, details?: Record<string, unknown>) =>
 export interface ErrorBody {
   error: { code: string; message: string; details?: Record<string, unknown> };
 }
+
+/** A refusal decided by pure rules (protect, reprotect): its status and message as an ApiError. */
+export function refusalError(r: { status: 400 | 404 | 409; message: string }): ApiError {
+  return new ApiError(
+    r.status,
+    r.status === 404 ? 'not-found' : r.status === 409 ? 'conflict' : 'bad-request',
+    r.message,
+  );
+}

@@ -15,7 +15,7 @@ import { jobSignals } from '../../jobs/job-signals.js';
 import { activeJobFor, listJobs } from '../../jobs/job-store.js';
 import { queueJob } from '../../jobs/kinds.js';
 import type { Api } from '../app.js';
-import { ApiError, conflict, notFound } from '../errors.js';
+import { ApiError, conflict, notFound, refusalError } from '../errors.js';
 import { describePrincipal } from '../principal.js';
 import { ErrorSchema } from '../schemas.js';
 import { JobSchema, jobJson } from './jobs.js';
@@ -122,14 +122,7 @@ export async function registerItemRoutes(app: Api, ctx: ServerContext): Promise<
           machineDisks: machine ? await inventory.diskCount(trx, machine.id) : 0,
           attachedDisks: (id) => attached.get(id) ?? 0,
         });
-        if (!decision.ok) {
-          const { status, message } = decision.refusal;
-          throw new ApiError(
-            status,
-            status === 404 ? 'not-found' : status === 409 ? 'conflict' : 'bad-request',
-            message,
-          );
-        }
+        if (!decision.ok) throw refusalError(decision.refusal);
         const c = decision.choices;
         if (!builtinMasterTarget(ctx, c.masterTarget)) {
           throw conflict(

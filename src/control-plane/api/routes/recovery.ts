@@ -24,7 +24,7 @@ import {
   type TestFailoverParams,
 } from '../../recovery/test-failover-job.js';
 import type { Api } from '../app.js';
-import { ApiError, badRequest, conflict, notFound } from '../errors.js';
+import { badRequest, conflict, notFound, refusalError } from '../errors.js';
 import { describePrincipal } from '../principal.js';
 import { ErrorSchema } from '../schemas.js';
 import { ItemSchema } from './items.js';
@@ -295,14 +295,7 @@ export async function registerRecoveryRoutes(app: Api, ctx: ServerContext): Prom
         retentionVolumes: await inventory.retentionVolumes(ctx.db),
         attachedDisks: (id) => attached.get(id) ?? 0,
       });
-      if (!decision.ok) {
-        const { status, message } = decision.refusal;
-        throw new ApiError(
-          status,
-          status === 404 ? 'not-found' : status === 409 ? 'conflict' : 'bad-request',
-          message,
-        );
-      }
+      if (!decision.ok) throw refusalError(decision.refusal);
       const c = decision.choices;
       // S15: away from the original site the failback policy; back to it, its own policy again.
       const direction = after ? 'forward' : item.direction === 'forward' ? 'reverse' : 'forward';

@@ -1,6 +1,7 @@
-// A private PostgreSQL cluster for a benchmark: Debian's binaries, initdb in the scratch dir,
-// 127.0.0.1 on a free port, trust authentication, and PostgreSQL's default durability (fsync
-// on: SQLite runs with synchronous=FULL, so both commit to disk). Stopped by stop().
+// A private PostgreSQL cluster: Debian's binaries, initdb in its own scratch dir, 127.0.0.1 on
+// a free port and a socket in that dir, trust authentication. Benchmarks keep PostgreSQL's
+// default durability (fsync on: SQLite runs with synchronous=FULL, so both commit to disk);
+// the tests (test/support/postgres.ts) turn it off for speed. Stopped by stop() or at exit.
 import { execFileSync } from 'node:child_process';
 import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -32,13 +33,30 @@ export function pgVersion(): string {
   return execFileSync(join(binDir(), 'postgres'), ['--version'], { encoding: 'utf8' }).trim();
 }
 
+export interface PgClusterOptions {
+  /** fsync on (default); off for tests, where a crash of the host loses nothing that matters. */
+  durable?: boolean;
+  maxConnections?: number;
+}
+
 /** In its own dir under the system temp dir (the postgres user must reach it), removed at stop. */
-export async function startPgCluster(): Promise<PgCluster> {
+export async function startPgCluster(o: PgClusterOptions = {}): Promise<PgCluster> {
+  const durable = o.durable ?? true;
   const bin = binDir();
-  const dir = mkdtempSync(join(tmpdir(), 'rebound-bench-pg-'));
+  const dir = mkdtempSync(join(tmpdir(), 'rebound-pg-'));
   if (process.getuid?.() === 0) chownSync(dir, Number(execFileSync('id', ['-u', 'postgres']).toString()), 0);
   const data = join(dir, 'data');
-  asPostgres(join(bin, 'initdb'), ['-D', data, '--auth=trust', '-U', 'postgres', '-E', 'UTF8']);
+  const initdb = [
+    '-D',
+    data,
+    '--auth=trust',
+    '-U',
+    'postgres',
+    '-E',
+    'UTF8',
+    ...(durable ? [] : ['--no-sync']),
+  ];
+  asPostgres(join(bin, 'initdb'), initdb);
   const port = await freePort();
   asPostgres(join(bin, 'pg_ctl'), [
     '-D',
@@ -47,7 +65,8 @@ export async function startPgCluster(): Promise<PgCluster> {
     join(dir, 'server.log'),
     '-w',
     '-o',
-    `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c max_connections=100`,
+    `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c max_connections=${o.maxConnections ?? 100}` +
+      (durable ? '' : ' -c fsync=off'),
     'start',
   ]);
   let stopped = false;
@@ -55,7 +74,7 @@ export async function startPgCluster(): Promise<PgCluster> {
     if (stopped) return;
     stopped = true;
     try {
-      asPostgres(join(bin, 'pg_ctl'), ['-D', data, '-m', 'fast', 'stop']);
+      asPostgres(join(bin, 'pg_ctl'), ['-D', data, '-m', durable ? 'fast' : 'immediate', 'stop']);
     } catch {
       // already gone
     }

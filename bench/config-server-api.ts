@@ -16,6 +16,7 @@
 // connects once); latencies are measured over the next --seconds.
 //
 // Prints a Markdown report on stdout, progress on stderr. The goal is printed, never asserted.
+
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -23,6 +24,7 @@ import { request } from 'node:https';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Kysely } from 'kysely';
+import { waitForServerReady } from '../src/cli/server-ready.js';
 import { openDatabase } from '../src/control-plane/db/database.js';
 import type { Database } from '../src/control-plane/db/schema.js';
 import { initCa, issueCert } from '../src/pki/ca.js';
@@ -318,22 +320,7 @@ async function startServer(cli: string, dataDir: string, dbUrl: string | undefin
   });
   const err = new Tail();
   child.stderr.on('data', (d) => err.push(d));
-  let out = '';
-  const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`server not ready in 60 s: ${err}`)), 60_000);
-    child.stdout.on('data', (d) => {
-      out += d;
-      const m = /configuration server ready: (https:\/\/\S+)/.exec(out);
-      if (m) {
-        clearTimeout(timer);
-        resolve(m[1]);
-      }
-    });
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`server exited with ${code}: ${err}`));
-    });
-  });
+  const url = await waitForServerReady(child, 60_000, () => String(err)).url;
   return { child, url };
 }
 

@@ -1,4 +1,5 @@
 // `rebound server ...`: the configuration server.
+
 import type { Command } from 'commander';
 import { adminClient, DEFAULT_SERVER_DIR } from '../control-plane/client/connection.js';
 import { ConfigurationServer } from '../control-plane/configuration-server.js';
@@ -8,6 +9,7 @@ import { createLogger } from '../util/logger.js';
 import { registerBackupCommands } from './backup-commands.js';
 import { printJson } from './output.js';
 import { parseHostPort } from './parse.js';
+import { readyLine } from './server-ready.js';
 import { stopOnSignals } from './signals.js';
 
 export function registerServerCommands(program: Command): void {
@@ -45,7 +47,7 @@ export function registerServerCommands(program: Command): void {
       });
       if (cs.processServer) console.log(`built-in process server: port ${cs.processServer.port}`);
       if (cs.masterTarget) console.log(`built-in master target: port ${cs.masterTarget.port}`);
-      console.log(`configuration server ready: ${cs.url}`);
+      console.log(readyLine(cs.url));
       stopOnSignals('configuration server', logger, () => cs.close());
     });
 

@@ -4,11 +4,14 @@
 // qemu sites, a VM whose disk its agent serves writing checksummed generations of files;
 // protect -> unplanned failover -> commit -> reprotect -> failback -> reprotect, with the
 // guest's own verification lines read from the consoles at each boot.
+
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { waitForServerReady } from '../cli/server-ready.js';
 import { buildGuest } from '../sites/guest/build.js';
+import { killSiteProcesses } from '../sites/qemu/stop-all.js';
 import { run } from '../util/exec.js';
 
 const CLI = fileURLToPath(new URL('../cli/main.js', import.meta.url));
@@ -103,14 +106,7 @@ export async function runRecoveryDrill(o: RecoveryDrillOptions): Promise<boolean
         env: { REBOUND_LOG_LEVEL: 'error', ...process.env, REBOUND_HEARTBEAT_SECONDS: '1' },
       },
     );
-    await new Promise<void>((resolve, reject) => {
-      let out = '';
-      server!.stdout!.on('data', (d) => {
-        out += d;
-        if (out.includes('configuration server ready')) resolve();
-      });
-      server!.once('exit', (code) => reject(new Error(`the configuration server exited with ${code}`)));
-    });
+    await waitForServerReady(server, 60_000).url;
     say('configuration server up (built-in process server and master target)');
     await cli(c, ['sites', 'add', 'a', '--adapter', 'qemu']);
     await cli(c, ['sites', 'add', 'b', '--adapter', 'qemu']);
@@ -148,26 +144,7 @@ export async function runRecoveryDrill(o: RecoveryDrillOptions): Promise<boolean
     }
     server?.kill('SIGTERM');
     if (server && server.exitCode === null) await new Promise((r) => server!.once('exit', r));
-    await stopAgents(join(csDir, 'sites'));
+    await killSiteProcesses(join(csDir, 'sites'), 'SIGTERM');
     await run('umount', [retention], [0, 1, 32]);
-  }
-}
-
-/** The agents the sites started (pid files beside each machine). */
-async function stopAgents(sites: string): Promise<void> {
-  const { readdirSync } = await import('node:fs');
-  if (!existsSync(sites)) return;
-  for (const s of readdirSync(sites)) {
-    const dir = join(sites, s, 'machines');
-    if (!existsSync(dir)) continue;
-    for (const m of readdirSync(dir)) {
-      const pid = join(dir, m, 'agent.pid');
-      if (!existsSync(pid)) continue;
-      try {
-        process.kill(Number(readFileSync(pid, 'utf8').trim()), 'SIGTERM');
-      } catch {
-        // gone already
-      }
-    }
   }
 }

@@ -5,13 +5,15 @@
 // bytes its agent sent are counted); failback: the original VM boots on the same data and
 // verifies every generation; reprotect to the original direction. Then a planned failover
 // loses nothing written before the shutdown (the guest's clean-shutdown marker is there).
+
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { JobJson } from '../../src/cli/job-format.js';
 import type { ItemView } from '../../src/control-plane/items/item-view.js';
 import { buildGuest } from '../../src/sites/guest/build.js';
+import { killSiteProcesses } from '../../src/sites/qemu/stop-all.js';
 import { type RunningConfigServer, startConfigServer } from '../support/config-server.js';
 import { LoopVolumes } from '../support/loop-volumes.js';
 import { scratchDir } from '../support/tmp.js';
@@ -23,26 +25,6 @@ interface SiteMachineJson {
   name: string;
   power_state: string;
   console_log: string | null;
-}
-
-/** Every VM and agent the sites started (pid files in each machine's dir): the test leaves none behind. */
-function killSiteProcesses(sites: string): void {
-  if (!existsSync(sites)) return;
-  for (const site of readdirSync(sites)) {
-    const machines = join(sites, site, 'machines');
-    if (!existsSync(machines)) continue;
-    for (const m of readdirSync(machines)) {
-      for (const f of ['qemu.pid', 'agent.pid']) {
-        const p = join(machines, m, f);
-        if (!existsSync(p)) continue;
-        try {
-          process.kill(Number(readFileSync(p, 'utf8').trim()), 'SIGKILL');
-        } catch {
-          // gone already
-        }
-      }
-    }
-  }
 }
 
 describe('the recovery drill with real VMs', { timeout: 900_000 }, () => {
@@ -115,7 +97,7 @@ describe('the recovery drill with real VMs', { timeout: 900_000 }, () => {
     if (heartbeatEnv === undefined) delete process.env.REBOUND_HEARTBEAT_SECONDS;
     else process.env.REBOUND_HEARTBEAT_SECONDS = heartbeatEnv;
     await cs?.stop();
-    killSiteProcesses(join(csDir, 'sites'));
+    await killSiteProcesses(join(csDir, 'sites'));
     await volumes.cleanup();
     scratch.cleanup();
   });

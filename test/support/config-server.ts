@@ -1,8 +1,10 @@
 // `rebound server start` as a real child process on loopback (API, built-in process server and
 // master target on kernel-chosen ports), and the CLI pointed at it.
+
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { join } from 'node:path';
+import { waitForServerReady } from '../../src/cli/server-ready.js';
 import type { ApiClient } from '../../src/control-plane/client/api-client.js';
 import { adminClient } from '../../src/control-plane/client/connection.js';
 import { CLI, runCli } from './agent-process.js';
@@ -56,33 +58,17 @@ export async function startConfigServer(opts: {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, ...opts.env },
   });
-  let out = '';
   let err = '';
-  child.stderr!.on('data', (d) => {
+  child.stderr.on('data', (d) => {
     err += d;
   });
-  const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(
-      () => reject(new Error(`configuration server not ready: ${err}`)),
-      opts.timeoutMs ?? 30_000,
-    );
-    child.stdout!.on('data', (d) => {
-      out += d;
-      const m = /configuration server ready: (https:\/\/\S+)/.exec(out);
-      if (m) {
-        clearTimeout(timer);
-        resolve(m[1]);
-      }
-    });
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`configuration server exited with ${code}: ${err}`));
-    });
-  });
+  const ready = waitForServerReady(child, opts.timeoutMs ?? 30_000, () => err);
+  const url = await ready.url;
+  const out = ready.stdout;
   const exited = once(child, 'exit');
   const cliConfig = join(opts.dataDir, 'cli.json');
   const port = (label: string) => {
-    const m = new RegExp(`built-in ${label}: port (\\d+)`).exec(out);
+    const m = new RegExp(`built-in ${label}: port (\\d+)`).exec(out());
     return m ? Number(m[1]) : undefined;
   };
   const alive = () => child.exitCode === null && child.signalCode === null;
@@ -93,7 +79,7 @@ export async function startConfigServer(opts: {
     cliConfig,
     processServerPort: port('process server'),
     masterTargetPort: port('master target'),
-    stdout: () => out,
+    stdout: out,
     stderr: () => err,
     admin: () => adminClient(cliConfig),
     cli: (cliArgs, input) => runCli(cliArgs, { env: { REBOUND_CS_CONFIG: cliConfig }, input }),

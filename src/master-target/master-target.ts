@@ -1,12 +1,14 @@
 // The master target's network service: takes each machine's stream from its process
 // server over mutual TLS, applies it to the machine's replica (undo journal first, see
 // replica.ts) in batches, and acknowledges what is applied and durable.
-import { closeSync, existsSync, ftruncateSync, mkdirSync, openSync, readdirSync } from 'node:fs';
+
+import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { readdir, rm, stat } from 'node:fs/promises';
 import { isAbsolute, join } from 'node:path';
 import type { Logger } from 'pino';
 import type { TlsMaterial } from '../pki/ca.js';
 import { BlockStore } from '../storage/block-store.js';
+import { createSparseFile } from '../storage/sparse-file.js';
 import { HealthChecks, roundRpo } from '../util/health.js';
 import { readJsonFile, writeJsonFile } from '../util/json-file.js';
 import {
@@ -267,14 +269,7 @@ export class MasterTarget {
           );
       }
       // New machine: sparse replica images at the disks' sizes, then the list, durably.
-      for (const d of list) {
-        const fd = openSync(this.diskPath(id, d.id), 'a');
-        try {
-          ftruncateSync(fd, d.size);
-        } finally {
-          closeSync(fd);
-        }
-      }
+      for (const d of list) await createSparseFile(this.diskPath(id, d.id), d.size);
       await writeJsonFile(join(dir, 'disks.json'), list, { durable: true });
     }
     const replica = await Replica.open({

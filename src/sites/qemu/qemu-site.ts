@@ -4,11 +4,12 @@
 // Everything lives under <siteDir>/machines/<name>/ (see qemu-command.ts for the files); QEMU
 // and agents run detached, so machines keep running when the process that started them exits
 // and a new QemuSite on the same directory finds them.
+
 import { existsSync } from 'node:fs';
-import { mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { mkdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
+import { createSparseFile } from '../../storage/sparse-file.js';
 import { checkMachineName, type MachineRecord, MachineStore } from '../machine-store.js';
 import type {
   AgentRegistration,
@@ -83,15 +84,7 @@ export class QemuSite implements SiteAdapter {
         );
       }
     }
-    for (const d of spec.disks) {
-      if (!existsSync(d.path)) {
-        // Sparse: a 100 GiB disk costs nothing until written.
-        await mkdir(dirname(d.path), { recursive: true });
-        const f = await open(d.path, 'wx');
-        await f.truncate(d.sizeBytes);
-        await f.close();
-      }
-    }
+    for (const d of spec.disks) await createSparseFile(d.path, d.sizeBytes);
     const record: MachineRecord = {
       version: 1,
       spec,

@@ -101,5 +101,3 @@ export function registerRecoveryCommands(program: Command): void {
       });
   }
 }
-
-export const RECOVERY_COMMANDS = ACTIONS.map((a) => a.name);

@@ -7,13 +7,8 @@
 import type { ServerContext } from '../context.js';
 import type { Job } from '../db/schema.js';
 import { type JobDefinition, type JobOutcome, type StepContext, sleep } from '../jobs/definitions.js';
-import {
-  agentConnected,
-  agentCopyPercent,
-  builtinMasterTarget,
-  dataPlaneId,
-  replicaStatus,
-} from './data-plane.js';
+import { agentConnected, builtinMasterTarget, dataPlaneId, replicaStatus } from './data-plane.js';
+import { followFirstCopy } from './first-copy.js';
 import { type ItemRows, loadItem, setItem } from './item-rows.js';
 
 export interface EnableParams {
@@ -114,21 +109,9 @@ export const enableReplicationJob: JobDefinition<EnableParams> = {
       weight: 8,
       resumable: true,
       async run(s) {
-        let r = await rows(s);
+        const r = await rows(s);
         await setItem(s.ctx.db, r.item.id, { state: 'initial-replication' }, s.ctx.now());
-        for (;;) {
-          const st = replicaStatus(s.ctx, r.masterTarget, r.machine);
-          if (st?.protected) break;
-          const pct = agentCopyPercent(r.machine);
-          if (pct !== undefined) {
-            await s.progress(pct, `copying the disks: ${Math.floor(pct)} %`);
-            await setItem(s.ctx.db, r.item.id, { progress_pct: pct }, s.ctx.now());
-          } else {
-            await s.message('copying the disks (the agent has not reported its progress yet)');
-          }
-          await sleep(POLL_MS, s.signal);
-          r = await rows(s);
-        }
+        await followFirstCopy(s, { doing: 'copying the disks' });
         return { message: 'the initial copy has ended: recovery points are taken from now on' };
       },
     },

@@ -57,7 +57,7 @@ const refuse = (status: Refusal['status'], message: string): ProtectDecision => 
 });
 
 /** A component by name, or the default: the built-in one, else the only one. */
-function pick<T extends { name: string; builtin: number }>(
+export function pick<T extends { name: string; builtin: number }>(
   rows: T[],
   wanted: string | undefined,
   what: string,
@@ -75,7 +75,7 @@ function pick<T extends { name: string; builtin: number }>(
   };
 }
 
-const isRefusal = (x: unknown): x is Refusal => typeof x === 'object' && x !== null && 'status' in x;
+export const isRefusal = (x: unknown): x is Refusal => typeof x === 'object' && x !== null && 'status' in x;
 
 export function decideProtect(req: ProtectRequest, f: ProtectFacts): ProtectDecision {
   const machine = f.machine;

@@ -23,6 +23,7 @@ import {
   agentBookmark,
   isManual,
   machineSite,
+  machineSpec,
   siteById,
   siteMachine,
   waitRegistered,
@@ -190,7 +191,7 @@ function recoverySteps(p: FailoverParams): StepDefinition<FailoverParams>[] {
         const site = (await siteById(s.ctx, s.params.recoverySiteId))!;
         const adapter = await adapterFor(s.ctx, site);
         if (await adapter.get(s.params.recoveredName)) return { message: 'it exists already' };
-        const source = await sourceSpec(s.ctx, r);
+        const source = await machineSpec(s.ctx, r.machine);
         await adapter.create({
           name: s.params.recoveredName,
           disks: (rec.disks ?? []).map((d) => ({ name: d.name, path: d.path, sizeBytes: d.size })),
@@ -242,17 +243,6 @@ async function adoptRecovered(s: StepContext<FailoverParams>, machineId: string)
     .where('id', '=', machineId)
     .execute();
   await setItem(s.ctx.db, r.item.id, { partner_machine_id: machineId }, s.ctx.now());
-}
-
-async function sourceSpec(ctx: ServerContext, r: ItemRows) {
-  const at = await machineSite(ctx, r.machine);
-  const m = await at.adapter.get(r.machine.name);
-  if (!m?.spec) {
-    throw new Error(
-      `the source machine '${r.machine.name}' has no definition at site '${at.site.name}' to recover from`,
-    );
-  }
-  return m.spec;
 }
 
 function finalStep(): StepDefinition<FailoverParams> {

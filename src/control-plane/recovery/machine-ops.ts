@@ -1,7 +1,7 @@
 // What the recovery jobs do with machines through their site adapters and agents: find a
 // machine's site, wait for an agent to register, take a bookmark through a local agent.
 import { callAgent } from '../../agent/control-server.js';
-import type { ManualAction, SiteAdapter, SiteMachine } from '../../sites/site-adapter.js';
+import type { MachineSpec, ManualAction, SiteAdapter, SiteMachine } from '../../sites/site-adapter.js';
 import type { ServerContext } from '../context.js';
 import type { Machine, Site } from '../db/schema.js';
 import { sleep } from '../jobs/definitions.js';
@@ -59,6 +59,18 @@ export async function siteMachine(at: MachineAtSite, name: string): Promise<Site
   const m = await at.adapter.get(name);
   if (!m) throw new Error(`machine '${name}' no longer exists at site '${at.site.name}'`);
   return m;
+}
+
+/** How a machine is defined at its site (a failover or a test boots its copy the same way). */
+export async function machineSpec(ctx: ServerContext, machine: Machine): Promise<MachineSpec> {
+  const at = await machineSite(ctx, machine);
+  const m = await at.adapter.get(machine.name);
+  if (!m?.spec) {
+    throw new Error(
+      `machine '${machine.name}' has no definition at site '${at.site.name}' to boot a copy of`,
+    );
+  }
+  return m.spec;
 }
 
 /** Data-plane disk ids of a running local agent, by disk name. */

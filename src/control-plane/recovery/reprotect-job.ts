@@ -3,20 +3,17 @@
 //   power off the target machine and keep it off (S21) -> its disks become the replica
 //   (reused when they exist, S22: only differences move; else new disks on the datastore) ->
 //   switch the item's direction -> the source's agent copies the differences -> protected.
-import { closeSync, existsSync, ftruncateSync, mkdirSync, openSync } from 'node:fs';
+
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { callAgent } from '../../agent/control-server.js';
+import { createSparseFile } from '../../storage/sparse-file.js';
 import type { ServerContext } from '../context.js';
 import type { Job } from '../db/schema.js';
-import { agentCopyPercent, dataPlaneId, replicaStatus } from '../items/data-plane.js';
+import { dataPlaneId } from '../items/data-plane.js';
+import { followFirstCopy } from '../items/first-copy.js';
 import { type ItemRows, loadItem, setItem } from '../items/item-rows.js';
-import {
-  type JobDefinition,
-  type JobOutcome,
-  type StepContext,
-  type StepDefinition,
-  sleep,
-} from '../jobs/definitions.js';
+import type { JobDefinition, JobOutcome, StepContext, StepDefinition } from '../jobs/definitions.js';
 import { agentDisks, isManual, machineById, machineSite, siteMachine } from './machine-ops.js';
 import { type HandedDisk, recoveryMt } from './mt-ops.js';
 
@@ -88,7 +85,6 @@ export const reprotectJob: JobDefinition<ReprotectParams> = {
       name: 'prepare the replica disks',
       resumable: true,
       async run(s) {
-        const r = await rows(s);
         const source = await machine(s, s.params.sourceId);
         const target = await machine(s, s.params.targetId);
         const srcDisks = await agentDisks(await siteMachine(await machineSite(s.ctx, source), source.name));
@@ -98,29 +94,22 @@ export const reprotectJob: JobDefinition<ReprotectParams> = {
           .selectAll()
           .where('id', '=', s.params.datastoreId)
           .executeTakeFirstOrThrow();
+        const mt = recoveryMt(s.ctx, await mtRow(s));
+        if (mt.replica(dataPlaneId(source))) return { message: 'the replica is prepared already' };
         let reused = 0;
-        const disks: HandedDisk[] = srcDisks.map((d, i) => {
+        const disks: HandedDisk[] = [];
+        for (const [i, d] of srcDisks.entries()) {
           const own = tgt?.disks.find((x) => x.name === d.name) ?? tgt?.disks[i];
           if (own && existsSync(own.path)) {
             reused++;
-            return { ...d, path: own.path };
+            disks.push({ ...d, path: own.path });
+          } else {
+            // S22: the target's disks are gone: new ones on the datastore.
+            const path = join(ds.path, target.name, `${d.name}.img`);
+            await createSparseFile(path, d.size);
+            disks.push({ ...d, path });
           }
-          // S22: the target's disks are gone: new ones on the datastore.
-          const dir = join(ds.path, target.name);
-          mkdirSync(dir, { recursive: true });
-          const path = join(dir, `${d.name}.img`);
-          const fd = openSync(path, 'a');
-          try {
-            ftruncateSync(fd, d.size);
-          } finally {
-            closeSync(fd);
-          }
-          return { ...d, path };
-        });
-        const mt = recoveryMt(
-          s.ctx,
-          r.masterTarget.id === s.params.masterTargetId ? r.masterTarget : await mtRow(s),
-        );
+        }
         await mt.adopt(dataPlaneId(source), disks);
         const made = disks.length - reused;
         return {
@@ -166,20 +155,7 @@ export const reprotectJob: JobDefinition<ReprotectParams> = {
       weight: 6,
       resumable: true,
       async run(s) {
-        const deadline = Date.now() + COPY_TIMEOUT_MS;
-        for (;;) {
-          const r = await rows(s);
-          const st = replicaStatus(s.ctx, r.masterTarget, r.machine);
-          if (st?.protected) break;
-          if (Date.now() > deadline)
-            throw new Error(`the copy did not end within ${COPY_TIMEOUT_MS / 60_000} min`);
-          const pct = agentCopyPercent(r.machine);
-          if (pct !== undefined) {
-            await s.progress(pct, `comparing and copying the disks: ${Math.floor(pct)} %`);
-            await setItem(s.ctx.db, r.item.id, { progress_pct: pct }, s.ctx.now());
-          }
-          await sleep(500, s.signal);
-        }
+        await followFirstCopy(s, { doing: 'comparing and copying the disks', timeoutMs: COPY_TIMEOUT_MS });
         const r = await rows(s);
         const source = await siteMachine(await machineSite(s.ctx, r.machine), r.machine.name).catch(
           () => undefined,

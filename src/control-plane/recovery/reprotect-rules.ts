@@ -12,7 +12,7 @@ import type {
   RetentionVolume,
   Site,
 } from '../db/schema.js';
-import type { Refusal } from '../items/protect-choices.js';
+import { isRefusal, pick, type Refusal } from '../items/protect-choices.js';
 import { parseFailover } from './recovery-records.js';
 
 export interface ReprotectRequest {
@@ -60,15 +60,6 @@ const refuse = (status: Refusal['status'], message: string): ReprotectDecision =
   ok: false,
   refusal: { status, message },
 });
-
-function pick<T extends { name: string; builtin: number }>(
-  rows: T[],
-  wanted: string | undefined,
-  what: string,
-) {
-  if (wanted !== undefined) return rows.find((r) => r.name === wanted) ?? `${what} '${wanted}' not found`;
-  return rows.find((r) => r.builtin === 1) ?? (rows.length === 1 ? rows[0]! : `choose a ${what}`);
-}
 
 export function decideReprotect(req: ReprotectRequest, f: ReprotectFacts): ReprotectDecision {
   const { item, machine } = f;
@@ -128,9 +119,9 @@ export function decideReprotect(req: ReprotectRequest, f: ReprotectFacts): Repro
     }
   }
   const ps = pick(f.processServers, req.processServer, 'process server');
-  if (typeof ps === 'string') return refuse(ps.endsWith('not found') ? 404 : 400, ps);
+  if (isRefusal(ps)) return { ok: false, refusal: ps };
   const mt = pick(f.masterTargets, req.masterTarget, 'master target');
-  if (typeof mt === 'string') return refuse(mt.endsWith('not found') ? 404 : 400, mt);
+  if (isRefusal(mt)) return { ok: false, refusal: mt };
   if (mt.has_snapshots === 1) {
     return refuse(409, `master target '${mt.name}' has snapshots: remove them, then retry (S23)`);
   }

@@ -6,7 +6,7 @@ import { resolvePoint } from '../../master-target/point-spec.js';
 import { dataPlaneId } from '../items/data-plane.js';
 import { type ItemRows, loadItem, setItem } from '../items/item-rows.js';
 import type { JobDefinition, StepContext } from '../jobs/definitions.js';
-import { siteById } from './machine-ops.js';
+import { machineSpec, siteById } from './machine-ops.js';
 import { recoveryMt } from './mt-ops.js';
 import { parseTestFailover, type TestFailoverRecord } from './recovery-records.js';
 import { adapterFor, siteDir } from './site-registry.js';
@@ -81,18 +81,18 @@ export const testFailoverJob: JobDefinition<TestFailoverParams> = {
         );
         const site = (await siteById(s.ctx, s.params.siteId))!;
         const adapter = await adapterFor(s.ctx, site);
-        const { adapter: _a, ...src } = await sourceMachine(s, r);
+        const spec = await machineSpec(s.ctx, r.machine);
         const disksFrom = { kind: 'nbd' as const, urls: view.urls };
         if (!(await adapter.get(s.params.machineName))) {
           await adapter.create({
             name: s.params.machineName,
             // Its disks come from the view; these paths only name them (sparse, never written).
-            disks: src.spec.disks.map((d) => ({
+            disks: spec.disks.map((d) => ({
               ...d,
               path: join(siteDir(s.ctx, site), 'machines', s.params.machineName, 'unused', `${d.name}.img`),
             })),
-            boot: src.spec.boot,
-            memoryMiB: src.spec.memoryMiB,
+            boot: spec.boot,
+            memoryMiB: spec.memoryMiB,
             network: 'isolated',
             disksFrom,
           });
@@ -112,15 +112,6 @@ export const testFailoverJob: JobDefinition<TestFailoverParams> = {
     ctx.logger.warn({ itemId, error: outcome.error }, 'test failover failed: clean it up');
   },
 };
-
-async function sourceMachine(s: StepContext<TestFailoverParams>, r: ItemRows) {
-  const site = await siteById(s.ctx, r.machine.site_id);
-  if (!site) throw new Error(`machine '${r.machine.name}' is at no site: there is no definition to boot`);
-  const adapter = await adapterFor(s.ctx, site);
-  const m = await adapter.get(r.machine.name);
-  if (!m?.spec) throw new Error(`machine '${r.machine.name}' has no definition at site '${site.name}'`);
-  return { adapter, spec: m.spec };
-}
 
 export const cleanupTestFailoverJob: JobDefinition<{ itemId: string }> = {
   kind: CLEANUP_TEST_FAILOVER,

@@ -42,10 +42,6 @@ export async function openTestView(
   return v;
 }
 
-export function testView(itemId: string): OpenTestView | undefined {
-  return open.get(itemId);
-}
-
 export async function closeTestView(itemId: string): Promise<boolean> {
   const v = open.get(itemId);
   if (!v) return false;

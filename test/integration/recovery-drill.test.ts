@@ -162,7 +162,6 @@ describe('the recovery drill with real VMs', { timeout: 900_000 }, () => {
     await refused(['failover', 'web'], "a test failover of 'web' is running: clean it up first");
     await jobWatch(['cleanup-test-failover', 'web']);
     assert.equal(await vm('b', 'web-test'), undefined);
-    // The test's writes went to scratch: the source and its replica never saw generation 4.
     assert.equal((await item()).machine_id, before.machine_id);
   });
 
@@ -175,6 +174,8 @@ describe('the recovery drill with real VMs', { timeout: 900_000 }, () => {
     const recovered = await consoleOf('b', 'web-recovered');
     assert.doesNotMatch(recovered, /FAILED|missing|incomplete/, recovered);
     for (const g of [1, 2, 3]) assert.match(recovered, new RegExp(`REBOUND gen ${g} ok`));
+    // The test failover's generation 4 went to its scratch: the replica never saw it.
+    await consoleShows('b', 'web-recovered', /REBOUND gen 4 written/);
     assert.equal((await item()).state, 'failed-over');
   });
 });

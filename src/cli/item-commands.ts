@@ -1,8 +1,10 @@
 // `rebound protect`, `rebound items`, `rebound unprotect`, `rebound recovery-points`:
 // replicated items. Protecting and unprotecting are jobs (`--watch` follows them).
+
 import type { Command } from 'commander';
 import { ApiRequestError } from '../control-plane/client/api-client.js';
 import { adminClient } from '../control-plane/client/connection.js';
+import { listAll } from '../control-plane/client/list-all.js';
 import type { ItemView } from '../control-plane/items/item-view.js';
 import { type JobJson, watchExitCode } from './job-format.js';
 import { watchJob } from './job-watch.js';
@@ -73,7 +75,11 @@ export function registerItemCommands(program: Command): void {
     .option('--json', 'print JSON')
     .option('--cs-config <file>', CS_CONFIG_HELP)
     .action(async (o) => {
-      const rows = await (await adminClient(o.csConfig)).get<ItemView[]>('/api/v1/items');
+      const rows = await listAll<ItemView>(
+        await adminClient(o.csConfig),
+        '/api/v1/items',
+        (i) => i.machine_name,
+      );
       printRows(
         rows,
         [

@@ -1,6 +1,8 @@
 // `rebound machines ...`: the machines agents registered, with their disks.
+
 import type { Command } from 'commander';
 import { adminClient } from '../control-plane/client/connection.js';
+import { listAll } from '../control-plane/client/list-all.js';
 import { formatTable, printJson, printRows } from './output.js';
 
 interface DiskView {
@@ -34,7 +36,11 @@ export function registerMachineCommands(program: Command): void {
     .option('--json', 'print JSON')
     .option(...CS_CONFIG)
     .action(async (o) => {
-      const rows = await (await adminClient(o.csConfig)).get<MachineView[]>('/api/v1/machines');
+      const rows = await listAll<MachineView>(
+        await adminClient(o.csConfig),
+        '/api/v1/machines',
+        (m) => m.name,
+      );
       printRows(
         rows,
         [

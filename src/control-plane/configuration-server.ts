@@ -64,7 +64,9 @@ export class ConfigurationServer {
     const paths = serverPaths(opts.dataDir);
     await ensureCa(paths);
     const token = await ensureAdminToken(paths);
-    const database = await openDatabase(opts.dbUrl ?? paths.defaultDbUrl);
+    const database = await openDatabase(opts.dbUrl ?? paths.defaultDbUrl, {
+      backgroundCheckpoints: (problem) => opts.logger.error(problem),
+    });
     const ctx: ServerContext = {
       db: database.db,
       dbKind: database.kind,

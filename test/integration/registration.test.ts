@@ -419,6 +419,37 @@ for (const kind of DATABASES) {
       assert.equal(missing.stderr, `rebound: error: machine 'nope-${tag}' not found\n`);
     });
 
+    test('the machine list comes in pages by name; the CLI reads them all', async () => {
+      const admin = await cs.admin();
+      const all = (await admin.get<MachineJson[]>('/api/v1/machines')).map((m) => m.name);
+      assert.ok(all.length >= 2, `${all}`);
+      assert.deepEqual(all, [...all].sort());
+      const first = await admin.get<MachineJson[]>('/api/v1/machines?limit=1');
+      assert.deepEqual(
+        first.map((m) => m.name),
+        all.slice(0, 1),
+      );
+      const second = await admin.get<MachineJson[]>(
+        `/api/v1/machines?limit=1&after=${encodeURIComponent(first[0]!.name)}`,
+      );
+      assert.deepEqual(
+        second.map((m) => m.name),
+        all.slice(1, 2),
+      );
+      const past = await admin.get<MachineJson[]>(
+        `/api/v1/machines?after=${encodeURIComponent(all.at(-1)!)}`,
+      );
+      assert.deepEqual(past, []);
+      await assert.rejects(
+        admin.get('/api/v1/machines?limit=0'),
+        (e: ApiRequestError) => e.status === 400 && /limit/.test(e.message) && />= 1/.test(e.message),
+      );
+      assert.deepEqual(
+        (await machines()).map((m) => m.name),
+        all,
+      );
+    });
+
     test('process servers and master targets register into their --tls-dir; built-in names are refused', async () => {
       const dir = join(scratch.dir, 'ps-tls');
       const name = `ps-${tag}`;

@@ -23,33 +23,47 @@ function sameHex(a: string, b: string): boolean {
   return x.length === y.length && timingSafeEqual(x, y);
 }
 
+/** What a connection's certificate makes its caller; undefined when it sent none. */
+type CertificatePrincipal = Principal | undefined;
+
+// A connection's client certificate cannot change (TLS 1.3 has no renegotiation), and reading
+// and parsing it costs more than most requests: once per connection.
+const byConnection = new WeakMap<TLSSocket, CertificatePrincipal>();
+
+function certificatePrincipal(socket: TLSSocket): CertificatePrincipal {
+  if (byConnection.has(socket)) return byConnection.get(socket);
+  const peer = socket.getPeerCertificate();
+  const sentCertificate = Boolean(peer && 'raw' in peer && peer.raw);
+  let p: CertificatePrincipal;
+  // A resumed TLS 1.3 session without a client certificate is `authorized` to Node (it looks
+  // like PSK): only a certificate that is really there makes the caller a component.
+  if (socket.authorized && sentCertificate) {
+    try {
+      p = { kind: 'component', identity: peerIdentity(peer) };
+    } catch (e) {
+      p = { kind: 'anonymous', reason: (e as Error).message };
+    }
+  } else if (sentCertificate && socket.authorizationError) {
+    p = { kind: 'anonymous', reason: `client certificate refused: ${socket.authorizationError}` };
+  }
+  byConnection.set(socket, p);
+  return p;
+}
+
 /**
  * The caller of a request. A verified client certificate wins; otherwise a bearer token that
  * hashes to one of adminTokenHashes makes the caller the admin.
  */
 export function principalOf(req: FastifyRequest, adminTokenHashes: readonly string[]): Principal {
-  const socket = req.raw.socket as TLSSocket;
-  const peer = socket.getPeerCertificate();
-  const sentCertificate = Boolean(peer && 'raw' in peer && peer.raw);
-  // A resumed TLS 1.3 session without a client certificate is `authorized` to Node (it looks
-  // like PSK): only a certificate that is really there makes the caller a component.
-  if (socket.authorized && sentCertificate) {
-    try {
-      return { kind: 'component', identity: peerIdentity(socket.getPeerCertificate()) };
-    } catch (e) {
-      return { kind: 'anonymous', reason: (e as Error).message };
-    }
-  }
+  const fromCertificate = certificatePrincipal(req.raw.socket as TLSSocket);
+  if (fromCertificate?.kind === 'component') return fromCertificate;
   const auth = req.headers.authorization;
   if (auth?.startsWith('Bearer ')) {
     const hash = sha256Hex(auth.slice('Bearer '.length).trim());
     if (adminTokenHashes.some((h) => sameHex(h, hash))) return { kind: 'admin' };
     return { kind: 'anonymous', reason: 'the bearer token is not valid' };
   }
-  if (sentCertificate && socket.authorizationError) {
-    return { kind: 'anonymous', reason: `client certificate refused: ${socket.authorizationError}` };
-  }
-  return { kind: 'anonymous', reason: 'no client certificate and no bearer token' };
+  return fromCertificate ?? { kind: 'anonymous', reason: 'no client certificate and no bearer token' };
 }
 
 export function describePrincipal(p: Principal): string {

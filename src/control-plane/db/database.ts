@@ -7,8 +7,10 @@ import { dirname, resolve } from 'node:path';
 import SQLite from 'better-sqlite3';
 import { Kysely, type MigrationProvider, Migrator, PostgresDialect, SqliteDialect } from 'kysely';
 import pg from 'pg';
+import { type BackgroundCheckpoints, startBackgroundCheckpoints } from './background-checkpoints.js';
 import { MIGRATIONS } from './migrations/index.js';
 import type { Database } from './schema.js';
+import { withStatementCache } from './statement-cache.js';
 
 export type DbKind = 'sqlite' | 'postgres';
 
@@ -41,10 +43,20 @@ function maskPassword(url: string): string {
 
 export const migrationProvider: MigrationProvider = { getMigrations: async () => MIGRATIONS };
 
-/** `migrate: false` opens it as it is (a backup must not change the database it reads). */
-export async function openDatabase(url: string, opts: { migrate?: boolean } = {}): Promise<OpenDatabase> {
+export interface OpenOptions {
+  /** false: opens it as it is (a backup must not change the database it reads). */
+  migrate?: boolean;
+  /**
+   * SQLite: checkpoint the WAL on a thread of its own (the long-running server); the callback
+   * hears of checkpoint failures.
+   */
+  backgroundCheckpoints?: (problem: string) => void;
+}
+
+export async function openDatabase(url: string, opts: OpenOptions = {}): Promise<OpenDatabase> {
   const { kind, target } = parseDbUrl(url);
   let db: Kysely<Database>;
+  let checkpoints: BackgroundCheckpoints | undefined;
   if (kind === 'sqlite') {
     if (target !== ':memory:') mkdirSync(dirname(target), { recursive: true });
     const sqlite = new SQLite(target);
@@ -53,7 +65,10 @@ export async function openDatabase(url: string, opts: { migrate?: boolean } = {}
     sqlite.pragma('synchronous = FULL');
     sqlite.pragma('foreign_keys = ON');
     sqlite.pragma('busy_timeout = 5000');
-    db = new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) });
+    db = new Kysely<Database>({ dialect: new SqliteDialect({ database: withStatementCache(sqlite) }) });
+    if (opts.backgroundCheckpoints && target !== ':memory:') {
+      checkpoints = startBackgroundCheckpoints(sqlite, target, opts.backgroundCheckpoints);
+    }
   } else {
     const pool = new pg.Pool({ connectionString: target, max: 10 });
     db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
@@ -61,6 +76,7 @@ export async function openDatabase(url: string, opts: { migrate?: boolean } = {}
   try {
     if (opts.migrate !== false) await migrate(db);
   } catch (e) {
+    await checkpoints?.stop();
     await db.destroy();
     throw new Error(`database ${maskPassword(url)}: ${(e as Error).message}`);
   }
@@ -68,7 +84,10 @@ export async function openDatabase(url: string, opts: { migrate?: boolean } = {}
     db,
     kind,
     display: kind === 'sqlite' ? `sqlite:${target}` : maskPassword(url),
-    close: () => db.destroy(),
+    close: async () => {
+      await checkpoints?.stop();
+      await db.destroy();
+    },
   };
 }
 

@@ -15,7 +15,10 @@ export function dataPlaneId(machine: Pick<Machine, 'id'>): string {
   return machine.id;
 }
 
-export function builtinMasterTarget(ctx: ServerContext, row: MasterTargetRow): MasterTarget | undefined {
+export function builtinMasterTarget(
+  ctx: ServerContext,
+  row: Pick<MasterTargetRow, 'builtin'>,
+): MasterTarget | undefined {
   return row.builtin === 1 ? ctx.builtin.masterTarget : undefined;
 }
 
@@ -26,7 +29,7 @@ export function builtinProcessServer(ctx: ServerContext, row: ProcessServerRow):
 /** The master target's replication status of a machine, when it holds a replica of it. */
 export function replicaStatus(
   ctx: ServerContext,
-  mt: MasterTargetRow,
+  mt: Pick<MasterTargetRow, 'builtin'>,
   machine: Pick<Machine, 'id'>,
 ): MachineStatusJson | undefined {
   const builtin = builtinMasterTarget(ctx, mt);

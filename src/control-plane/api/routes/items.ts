@@ -16,6 +16,7 @@ import { activeJobFor, listJobs } from '../../jobs/job-store.js';
 import { queueJob } from '../../jobs/kinds.js';
 import type { Api } from '../app.js';
 import { ApiError, conflict, notFound, refusalError } from '../errors.js';
+import { PageQuery, pageLimit } from '../paging.js';
 import { describePrincipal } from '../principal.js';
 import { ErrorSchema } from '../schemas.js';
 import { JobSchema, jobJson } from './jobs.js';
@@ -70,8 +71,15 @@ export async function registerItemRoutes(app: Api, ctx: ServerContext): Promise<
 
   app.get(
     '/api/v1/items',
-    { schema: { tags: ['items'], response: { 200: Type.Array(ItemSchema) } } },
-    async () => itemViews(ctx.db),
+    {
+      schema: {
+        tags: ['items'],
+        description: 'Replicated items by machine name, a page at a time.',
+        querystring: PageQuery,
+        response: { 200: Type.Array(ItemSchema) },
+      },
+    },
+    async (req) => itemViews(ctx.db, undefined, { limit: pageLimit(req.query), after: req.query.after }),
   );
 
   app.post(

@@ -10,6 +10,7 @@ import { OS_TYPES, type ReportedDisk } from '../../registration/protocol.js';
 import type { Api } from '../app.js';
 import { DiskListSchema } from '../disk-schema.js';
 import { badRequest, conflict, forbidden, notFound } from '../errors.js';
+import { PageQuery, pageLimit } from '../paging.js';
 import type { Principal } from '../principal.js';
 import { ErrorSchema } from '../schemas.js';
 import { DISK_ID_COLLISION } from './heartbeats.js';
@@ -53,12 +54,31 @@ async function view(ctx: ServerContext, machines: Machine[]): Promise<MachineVie
     .where('machine_id', 'in', ids)
     .orderBy('name')
     .execute();
-  const sites = await ctx.db.selectFrom('sites').select(['id', 'name']).execute();
-  return machines.map(({ status_json, ...m }) => ({
-    ...m,
-    site: sites.find((s) => s.id === m.site_id)?.name ?? null,
-    status: status_json === null ? null : JSON.parse(status_json),
-    disks: disks.filter((d) => d.machine_id === m.id),
+  const siteNames = new Map(
+    (await ctx.db.selectFrom('sites').select(['id', 'name']).execute()).map((s) => [s.id, s.name]),
+  );
+  // Grouped once: a thousand machines must not each scan every disk.
+  const disksOf = new Map<string, Disk[]>();
+  for (const d of disks) {
+    const list = disksOf.get(d.machine_id);
+    if (list) list.push(d);
+    else disksOf.set(d.machine_id, [d]);
+  }
+  // Fields named one by one: object rest over a thousand rows costs tens of milliseconds.
+  return machines.map((m) => ({
+    id: m.id,
+    name: m.name,
+    site_id: m.site_id,
+    site: (m.site_id && siteNames.get(m.site_id)) ?? null,
+    os_type: m.os_type,
+    agent_name: m.agent_name,
+    address: m.address,
+    registered_at: m.registered_at,
+    last_heartbeat_at: m.last_heartbeat_at,
+    status: m.status_json === null ? null : JSON.parse(m.status_json),
+    created_by_failover_of: m.created_by_failover_of,
+    created_at: m.created_at,
+    disks: disksOf.get(m.id) ?? [],
   }));
 }
 
@@ -82,8 +102,19 @@ async function reachable(ctx: ServerContext, p: Principal, name: string): Promis
 export async function registerMachineRoutes(app: Api, ctx: ServerContext): Promise<void> {
   app.get(
     '/api/v1/machines',
-    { schema: { tags: ['machines'], response: { 200: Type.Array(MachineSchema) } } },
-    async () => view(ctx, await ctx.db.selectFrom('machines').selectAll().orderBy('name').execute()),
+    {
+      schema: {
+        tags: ['machines'],
+        description: 'Machines by name, a page at a time.',
+        querystring: PageQuery,
+        response: { 200: Type.Array(MachineSchema) },
+      },
+    },
+    async (req) => {
+      let q = ctx.db.selectFrom('machines').selectAll();
+      if (req.query.after !== undefined) q = q.where('name', '>', req.query.after);
+      return view(ctx, await q.orderBy('name').limit(pageLimit(req.query)).execute());
+    },
   );
 
   app.get(

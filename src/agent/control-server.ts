@@ -58,6 +58,13 @@ export async function startControlServer(
           return send(507, { error: 'change log is full or failing: bookmark not recorded' });
         return send(201, { seq, tag });
       }
+      if (req.method === 'POST' && url.pathname === '/flush') {
+        // A crash-consistent point on request (a replication group's point, taken under its barrier).
+        const seq = await agent.flush();
+        if (seq === undefined)
+          return send(507, { error: 'change log is full or failing: no point recorded' });
+        return send(201, { seq });
+      }
       if (req.method === 'POST' && url.pathname === '/barrier/hold') {
         const t = url.searchParams.get('timeoutMs');
         const timeoutMs = t === null ? undefined : /^\d+$/.test(t) ? Number(t) : Number.NaN;

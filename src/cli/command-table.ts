@@ -28,6 +28,8 @@ export const COMMAND_MODULES: { names: readonly string[]; load: () => Promise<Re
     names: ['test-failover', 'cleanup-test-failover', 'failover', 'commit', 'reprotect', 'failback'],
     load: async () => (await import('./recovery-commands.js')).registerRecoveryCommands,
   },
+  { names: ['groups'], load: async () => (await import('./group-commands.js')).registerGroupCommands },
+  { names: ['plans'], load: async () => (await import('./plan-commands.js')).registerPlanCommands },
   { names: ['vm'], load: async () => (await import('./vm-commands.js')).registerVmCommands },
   { names: ['jobs'], load: async () => (await import('./job-commands.js')).registerJobCommands },
   {

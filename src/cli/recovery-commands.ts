@@ -1,12 +1,14 @@
-// `rebound test-failover|cleanup-test-failover|failover|commit|reprotect|failback ITEM`: the
-// recovery cycle of a replicated item. Each is a job (`--watch` follows it; the exit code
+// `rebound test-failover|cleanup-test-failover|failover|commit|reprotect|failback ITEM|--plan PLAN`:
+// the recovery cycle of a replicated item, or of every machine of a recovery plan. Each is a job (`--watch` follows it; the exit code
 // says how it ended); a refusal exits non-zero with the server's reason and changes nothing.
 import type { Command } from 'commander';
 import { adminClient } from '../control-plane/client/connection.js';
 import type { ItemView } from '../control-plane/items/item-view.js';
+import type { PlanView } from '../control-plane/recovery/plan-store.js';
 import { type JobJson, watchExitCode } from './job-format.js';
 import { watchJob } from './job-watch.js';
 import { printJson } from './output.js';
+import { readJsonFile } from './plan-commands.js';
 
 const CS_CONFIG_HELP = 'configuration server connection (default /var/lib/rebound/server/cli.json)';
 const enc = encodeURIComponent;
@@ -79,22 +81,49 @@ const ACTIONS: Action[] = [
 
 export function registerRecoveryCommands(program: Command): void {
   for (const a of ACTIONS) {
-    let c = program.command(`${a.name} <item>`).description(`${a.description} (a job)`);
+    let c = program.command(`${a.name} [item]`).description(`${a.description} (a job)`);
     c = a.options?.(c) ?? c;
+    c.option('--plan <plan>', 'every machine of this recovery plan, group by group (instead of an item)');
+    if (a.name === 'reprotect') {
+      c.option(
+        '--values <file>',
+        'with --plan: JSON of every machine\'s values, {"NAME": {"datastore": ...}}',
+      );
+    }
     c.option('--watch', 'follow the job until it ends (exit code 0 if it succeeded)')
       .option('--json', 'print JSON')
       .option('--cs-config <file>', CS_CONFIG_HELP)
-      .action(async (item: string, o) => {
+      .action(async (item: string | undefined, o) => {
+        if ((item === undefined) === (o.plan === undefined)) {
+          throw new Error(`${a.name}: name an item or --plan PLAN (one of them)`);
+        }
         const client = await adminClient(o.csConfig);
-        const body = JSON.parse(JSON.stringify(a.body?.(o) ?? {}));
-        const r = await client.post<{ item: ItemView; job: JobJson }>(
-          `/api/v1/items/${enc(item)}/${a.route}`,
-          body,
-        );
-        if (o.json) printJson(r);
+        let body = JSON.parse(JSON.stringify(a.body?.(o) ?? {}));
+        let r: { job: JobJson; what: string; raw: unknown };
+        if (o.plan !== undefined) {
+          if (a.name === 'reprotect') {
+            if (!o.values)
+              throw new Error(
+                'reprotect --plan needs --values FILE: the values of every machine of the plan',
+              );
+            body = { machines: readJsonFile(o.values, 'values file') };
+          }
+          const x = await client.post<{ plan: PlanView; job: JobJson }>(
+            `/api/v1/plans/${enc(o.plan)}/${a.route}`,
+            body,
+          );
+          r = { job: x.job, what: `plan ${x.plan.name}`, raw: x };
+        } else {
+          const x = await client.post<{ item: ItemView; job: JobJson }>(
+            `/api/v1/items/${enc(item!)}/${a.route}`,
+            body,
+          );
+          r = { job: x.job, what: x.item.machine_name, raw: x };
+        }
+        if (o.json) printJson(r.raw);
         else {
           console.log(
-            `${a.name} of ${r.item.machine_name}: job ${r.job.id} (follow it with 'rebound jobs watch ${r.job.id.slice(0, 8)}')`,
+            `${a.name} of ${r.what}: job ${r.job.id} (follow it with 'rebound jobs watch ${r.job.id.slice(0, 8)}')`,
           );
         }
         if (o.watch) process.exitCode = watchExitCode([await watchJob(client, r.job.id)]);

@@ -4,6 +4,7 @@ import type { ServerContext } from './context.js';
 import { startHeartbeatWatch } from './heartbeat-watch.js';
 import { startItemMonitor } from './items/item-monitor.js';
 import { startJobRunner } from './jobs/service.js';
+import { startGroupPoints } from './recovery/group-point-service.js';
 import { startStorageRefresh } from './storage/storage-refresh.js';
 
 export interface BackgroundService {
@@ -19,4 +20,5 @@ export const BACKGROUND_SERVICES: BackgroundStarter[] = [
   startStorageRefresh,
   startJobRunner,
   (ctx) => startItemMonitor(ctx),
+  (ctx) => startGroupPoints(ctx),
 ];

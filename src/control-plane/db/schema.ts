@@ -161,6 +161,16 @@ export interface ReplicationGroupTable {
   created_at: string;
 }
 
+export interface GroupPointTable {
+  id: string;
+  group_id: string;
+  /** crash | app */
+  kind: string;
+  taken_at: string;
+  /** { [machineId]: seq } as JSON: each member's sequence number of this point. */
+  seqs_json: string;
+}
+
 export interface RecoveryPlanTable {
   id: string;
   name: string;
@@ -232,10 +242,12 @@ export interface Database {
   alerts: AlertTable;
   replication_groups: ReplicationGroupTable;
   recovery_plans: RecoveryPlanTable;
+  group_points: GroupPointTable;
 }
 
 export type Site = Selectable<SiteTable>;
 export type Machine = Selectable<MachineTable>;
+export type GroupPoint = Selectable<GroupPointTable>;
 export type Disk = Selectable<DiskTable>;
 export type ProcessServerRow = Selectable<ProcessServerTable>;
 export type MasterTargetRow = Selectable<MasterTargetTable>;

@@ -8,6 +8,7 @@ import { enableReplicationJob } from '../items/enable-job.js';
 import { commitJob } from '../recovery/commit-job.js';
 import { failbackJob } from '../recovery/failback-job.js';
 import { failoverJob } from '../recovery/failover-job.js';
+import { PLAN_JOBS } from '../recovery/plan-job.js';
 import { reprotectJob } from '../recovery/reprotect-job.js';
 import { cleanupTestFailoverJob, testFailoverJob } from '../recovery/test-failover-job.js';
 import { JobRegistry } from './definitions.js';
@@ -22,6 +23,7 @@ jobKinds.register(failoverJob);
 jobKinds.register(commitJob);
 jobKinds.register(reprotectJob);
 jobKinds.register(failbackJob);
+for (const def of PLAN_JOBS) jobKinds.register(def);
 
 export interface QueueRequest<P> {
   kind: string;

@@ -33,6 +33,8 @@ import { type FailoverRecord, parseFailover, parseTestFailover } from './recover
 import { adapterFor, agentRegistration, siteDir } from './site-registry.js';
 
 export const FAILOVER = 'failover';
+/** The point of a replication group's member: its seq of the group's common point (plan-job.ts). */
+export const GROUP_POINT = 'group-common-point';
 
 export interface FailoverParams {
   itemId: string;
@@ -150,7 +152,7 @@ function sourceSteps(p: FailoverParams): StepDefinition<FailoverParams>[] {
 }
 
 /** Without a local agent: what the process server holds for the machine, applied. */
-async function latestKnown(
+export async function latestKnown(
   ctx: ServerContext,
   r: ItemRows,
   mt: ReturnType<typeof recoveryMt>,
@@ -296,7 +298,11 @@ export const failoverJob: JobDefinition<FailoverParams> = {
         if (!replica)
           throw new Error(`master target '${r.masterTarget.name}' holds no replica of '${r.machine.name}'`);
         let point = parseFailover(r.item.failover_json)?.point || 0;
-        if (!s.params.planned) {
+        if (!s.params.planned && s.params.point === GROUP_POINT) {
+          // Chosen for the whole replication group by the plan's common-point step.
+          if (!point)
+            throw new Error(`the common point of '${r.machine.name}'s replication group was not chosen`);
+        } else if (!s.params.planned) {
           if (s.params.point === 'latest') {
             // What the process server already holds is applied first (bounded: it may be cut off).
             const held = await latestKnown(s.ctx, r, mt);

@@ -4,11 +4,13 @@ import type { Api } from '../app.js';
 import { registerAlertRoutes } from './alerts.js';
 import { registerBackupRoutes } from './backup.js';
 import { registerComponentRoutes } from './components.js';
+import { registerGroupRoutes } from './groups.js';
 import { registerHeartbeatRoutes } from './heartbeats.js';
 import { registerItemRoutes } from './items.js';
 import { registerJobRoutes } from './jobs.js';
 import { registerMachineRoutes } from './machines.js';
 import { registerPassphraseRoutes } from './passphrase.js';
+import { registerPlanRoutes } from './plans.js';
 import { registerPolicyRoutes } from './policies.js';
 import { registerRecoveryRoutes } from './recovery.js';
 import { registerRegistrationRoutes } from './registration.js';
@@ -27,6 +29,8 @@ export async function registerRoutes(app: Api, ctx: ServerContext): Promise<void
     registerPolicyRoutes,
     registerItemRoutes,
     registerRecoveryRoutes,
+    registerGroupRoutes,
+    registerPlanRoutes,
     registerSiteMachineRoutes,
     registerJobRoutes,
     registerAlertRoutes,

@@ -5,10 +5,12 @@ import * as initial from './001-initial.js';
 import * as jobs from './002-jobs.js';
 import * as inventory from './003-inventory.js';
 import * as failover from './004-failover.js';
+import * as groupPoints from './005-group-points.js';
 
 export const MIGRATIONS: Record<string, Migration> = {
   '001-initial': initial,
   '002-jobs': jobs,
   '003-inventory': inventory,
   '004-failover': failover,
+  '005-group-points': groupPoints,
 };

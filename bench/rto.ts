@@ -32,9 +32,10 @@
 //
 // Prints a Markdown report on stdout, progress on stderr. The goal is printed, never asserted.
 
-import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { availableParallelism } from 'node:os';
+import { basename, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { cli, job, type RecoveryLab, startRecoveryLab } from '../src/drill/recovery-drill.js';
@@ -132,6 +133,9 @@ interface RunResult {
   recovered?: BootTimes;
   /** The agent step's parts, from file times: registration.json written, agent.pid written (serve spawned). */
   agentFiles?: { registered?: number; serveSpawned?: number };
+  /** CPU-seconds from t0 to the first output, of the failover and of the plain boot. */
+  cpu?: CpuWindow;
+  plainCpu?: CpuWindow;
   verified?: string;
   plainT0?: number;
   plain?: BootTimes;
@@ -171,6 +175,86 @@ function watchConsole(file: string, timeoutMs: number): { first: Promise<number>
   });
   ready.catch(() => {});
   return { first, ready };
+}
+
+// --- CPU over a window: the whole machine (/proc/stat) and each process of the scratch dir ---
+
+interface CpuSnap {
+  /** Busy clock ticks of all CPUs. */
+  busy: number;
+  /** Ticks (utime + stime + reaped children) of each process of the scratch dir, by label. */
+  procs: Map<string, number>;
+}
+
+const TICK_S = 0.01; // USER_HZ = 100 on Linux
+const NPROC = availableParallelism();
+
+/** server, `agent serve` of MACHINE, QEMU of MACHINE: from each process's command line. */
+function label(argv: string[]): string {
+  const joined = argv.join(' ');
+  const m = /\/machines\/([^/]+)\//.exec(joined)?.[1];
+  if (/qemu-system/.test(argv[0] ?? '')) return `qemu ${m}`;
+  if (argv.includes('serve') && argv.includes('agent')) return `agent ${m}`;
+  if (argv.includes('server') && argv.includes('start')) return 'server';
+  if (argv.includes('register')) return 'agent register';
+  return argv.map((a) => basename(a)).join(' ');
+}
+
+function cpuSnapshot(work: string): CpuSnap {
+  const cpu = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  // user nice system idle iowait irq softirq steal
+  const busy = cpu[0]! + cpu[1]! + cpu[2]! + cpu[5]! + cpu[6]! + (cpu[7] ?? 0);
+  const procs = new Map<string, number>();
+  for (const pid of readdirSync('/proc')) {
+    if (!/^\d+$/.test(pid)) continue;
+    try {
+      const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
+      if (!argv.some((a) => a.includes(work))) continue;
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const f = stat
+        .slice(stat.lastIndexOf(')') + 2)
+        .split(' ')
+        .map(Number);
+      // fields 14-17 of proc(5), counted from state (field 3) at index 0
+      const ticks = f[11]! + f[12]! + f[13]! + f[14]!;
+      const l = label(argv);
+      procs.set(l, (procs.get(l) ?? 0) + ticks);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return { busy, procs };
+}
+
+/** CPU-seconds between two snapshots: the machine's, each label's, and the rest (not this bench's). */
+interface CpuWindow {
+  seconds: number;
+  machine: number;
+  byLabel: Record<string, number>;
+  others: number;
+}
+
+function cpuWindow(a: CpuSnap, b: CpuSnap, seconds: number, benchTicks: number): CpuWindow {
+  const byLabel: Record<string, number> = { 'bench + its CLI commands': benchTicks * TICK_S };
+  let ours = benchTicks;
+  for (const [l, t] of b.procs) {
+    const d = t - (a.procs.get(l) ?? 0);
+    if (d <= 0) continue;
+    byLabel[l] = d * TICK_S;
+    ours += d;
+  }
+  const machine = (b.busy - a.busy) * TICK_S;
+  return { seconds, machine, byLabel, others: Math.max(0, machine - ours * TICK_S) };
+}
+
+/** This process and the CLI commands it ran and reaped (utime, stime, cutime, cstime). */
+function benchCpuTicks(): number {
+  const stat = readFileSync('/proc/self/stat', 'utf8');
+  const f = stat
+    .slice(stat.lastIndexOf(')') + 2)
+    .split(' ')
+    .map(Number);
+  return f[11]! + f[12]! + f[13]! + f[14]!;
 }
 
 // --- the scenario ---
@@ -278,9 +362,12 @@ async function oneRun(
     const watch = watchConsole(recPaths.console, 300_000);
     r.loadAtT0 = loadAverage();
     log(`${size} run ${n}: failover ${name} (unplanned, latest); load ${r.loadAtT0}`);
+    const cpu0 = cpuSnapshot(lab.csDir);
+    const bench0 = benchCpuTicks();
     r.t0 = Date.now();
     const started = JSON.parse(await cli(lab, ['failover', name, '--json'])) as { job: { id: string } };
     const firstOutput = await watch.first;
+    r.cpu = cpuWindow(cpu0, cpuSnapshot(lab.csDir), (firstOutput - r.t0) / 1000, benchCpuTicks() - bench0);
     const ready = await watch.ready.catch(() => undefined);
     await cli(lab, ['jobs', 'watch', started.job.id]).catch(() => undefined);
     r.failoverJob = JSON.parse(await cli(lab, ['jobs', 'show', started.job.id, '--json'])) as JobJson;
@@ -311,9 +398,17 @@ async function oneRun(
     await cli(lab, ['vm', 'shutdown', rec, '--site', 'b', '--timeout', '0']);
     await sleep(1000);
     const plainWatch = watchConsole(recPaths.console, 300_000);
+    const plainCpu0 = cpuSnapshot(lab.csDir);
+    const plainBench0 = benchCpuTicks();
     r.plainT0 = Date.now();
     await cli(lab, ['vm', 'start', rec, '--site', 'b']);
     const plainFirst = await plainWatch.first;
+    r.plainCpu = cpuWindow(
+      plainCpu0,
+      cpuSnapshot(lab.csDir),
+      (plainFirst - r.plainT0) / 1000,
+      benchCpuTicks() - plainBench0,
+    );
     const plainReady = await plainWatch.ready.catch(() => undefined);
     const plainQemu = (await siteB.poweredOnAt(rec))!.getTime();
     r.plain = { qemuAt: plainQemu, firstOutput: plainFirst, ready: plainReady };
@@ -404,6 +499,18 @@ function tableLine(label: string, run: string, x: Row): string {
   );
 }
 
+function cpuLine(w: CpuWindow, machine: string): string {
+  const name = (l: string) =>
+    l.replace(`${machine}-recovered`, 'recovered VM').replace(` ${machine}`, ' source VM');
+  const parts = Object.entries(w.byLabel)
+    .sort((a, b) => b[1] - a[1])
+    .map(([l, v]) => `${name(l)} ${v.toFixed(2)}`);
+  return (
+    `machine ${w.machine.toFixed(2)} of ${(NPROC * w.seconds).toFixed(2)} (${NPROC} CPUs × ${w.seconds.toFixed(2)} s): ` +
+    `${parts.join(', ')}, everything else ${w.others.toFixed(2)}`
+  );
+}
+
 function report(o: Options, results: RunResult[], say: (l?: string) => void): void {
   say(
     '| disk | run | RTO s (failover request → first guest output) | plain boot s (`vm start` request → first output) | ' +
@@ -454,6 +561,10 @@ function report(o: Options, results: RunResult[], say: (l?: string) => void): vo
         `\`agent serve\` spawned → step end ${sec(diff(r.agentFiles?.serveSpawned, at(step(j, 'install its agent')?.ended_at)))} s; first output → REBOUND ready ${sec(x.recKernel)} s (plain ${sec(x.plainKernel)} s); ` +
         `recovered guest: ${r.verified ?? 'n/a'}${r.error ? `; ERROR: ${r.error.split('\n')[0]}` : ''}`,
     );
+    if (r.cpu)
+      say(`  - CPU-seconds from the failover request to the first output: ${cpuLine(r.cpu, r.machine)}`);
+    if (r.plainCpu)
+      say(`  - CPU-seconds from \`vm start\` to the first output: ${cpuLine(r.plainCpu, r.machine)}`);
   }
 }
 

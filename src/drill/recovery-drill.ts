@@ -21,12 +21,12 @@ export interface RecoveryDrillOptions {
   say: (line: string) => void;
 }
 
-interface Ctx {
+export interface Ctx {
   cliConfig: string;
   say: (line: string) => void;
 }
 
-function cli(c: Ctx, args: string[]): Promise<string> {
+export function cli(c: Ctx, args: string[]): Promise<string> {
   return new Promise((resolve, reject) => {
     execFile(
       process.execPath,
@@ -40,7 +40,7 @@ function cli(c: Ctx, args: string[]): Promise<string> {
   });
 }
 
-async function job(
+export async function job(
   c: Ctx,
   what: string,
   args: string[],
@@ -82,20 +82,45 @@ async function consoleLine(
   }
 }
 
-/** Runs the cycle; resolves true when every step and every verification passed. */
-export async function runRecoveryDrill(o: RecoveryDrillOptions): Promise<boolean> {
-  const say = o.say;
-  const guest = await buildGuest();
-  say(`guest: ${guest.kernel} (${guest.kernelVersion}) + ${guest.initrd}`);
-  const csDir = join(o.workDir, 'cs');
-  const retention = join(o.workDir, 'retention');
-  const image = join(o.workDir, 'retention.img');
+/**
+ * What the drill and the RTO benchmark (bench/rto.ts) run on: `rebound server start` (built-in
+ * process server and master target, a loop-mounted ext4 retention volume as S24 asks), qemu sites
+ * a and b, policy gold.
+ */
+export interface RecoveryLab extends Ctx {
+  /** The server's data dir; site NAME keeps its machines in csDir/sites/NAME. */
+  csDir: string;
+  /** Forces every VM off, stops the server and every site process, unmounts the volume. */
+  stop(): Promise<void>;
+}
+
+export async function startRecoveryLab(workDir: string, say: (line: string) => void): Promise<RecoveryLab> {
+  const csDir = join(workDir, 'cs');
+  const retention = join(workDir, 'retention');
+  const image = join(workDir, 'retention.img');
   mkdirSync(retention, { recursive: true });
   await run('truncate', ['-s', '256M', image]);
   await run('mkfs.ext4', ['-q', '-F', image]);
   await run('mount', ['-o', 'loop', image, retention]);
   let server: ChildProcess | undefined;
-  const c: Ctx = { cliConfig: join(csDir, 'cli.json'), say };
+  const c: RecoveryLab = {
+    cliConfig: join(csDir, 'cli.json'),
+    say,
+    csDir,
+    async stop() {
+      for (const site of ['a', 'b']) {
+        const list = await cli(c, ['vm', 'list', '--site', site, '--json']).catch(() => '[]');
+        for (const m of JSON.parse(list) as { name: string }[]) {
+          await cli(c, ['vm', 'shutdown', m.name, '--site', site, '--timeout', '0']).catch(() => undefined);
+        }
+      }
+      server?.kill('SIGTERM');
+      if (server && server.exitCode === null && server.signalCode === null)
+        await new Promise((r) => server!.once('exit', r));
+      await killSiteProcesses(join(csDir, 'sites'), 'SIGTERM');
+      await run('umount', [retention], [0, 1, 32]);
+    },
+  };
   try {
     server = spawn(
       process.execPath,
@@ -111,6 +136,21 @@ export async function runRecoveryDrill(o: RecoveryDrillOptions): Promise<boolean
     await cli(c, ['sites', 'add', 'a', '--adapter', 'qemu']);
     await cli(c, ['sites', 'add', 'b', '--adapter', 'qemu']);
     await cli(c, ['policies', 'create', 'gold', '--app-consistent-minutes', '0']);
+    return c;
+  } catch (e) {
+    await c.stop();
+    throw e;
+  }
+}
+
+/** Runs the cycle; resolves true when every step and every verification passed. */
+export async function runRecoveryDrill(o: RecoveryDrillOptions): Promise<boolean> {
+  const say = o.say;
+  const guest = await buildGuest();
+  say(`guest: ${guest.kernel} (${guest.kernelVersion}) + ${guest.initrd}`);
+  let c: RecoveryLab | undefined;
+  try {
+    c = await startRecoveryLab(o.workDir, say);
     await cli(c, [
       ...['vm', 'create', 'web', '--site', 'a', '--disk', 'vda=64M'],
       ...['--kernel', guest.kernel, '--initrd', guest.initrd, '--append', `${guest.append} rebound.files=8`],
@@ -136,15 +176,6 @@ export async function runRecoveryDrill(o: RecoveryDrillOptions): Promise<boolean
     say(`drill FAILED: ${(e as Error).message}`);
     return false;
   } finally {
-    for (const site of ['a', 'b']) {
-      const list = await cli(c, ['vm', 'list', '--site', site, '--json']).catch(() => '[]');
-      for (const m of JSON.parse(list) as { name: string }[]) {
-        await cli(c, ['vm', 'shutdown', m.name, '--site', site, '--timeout', '0']).catch(() => undefined);
-      }
-    }
-    server?.kill('SIGTERM');
-    if (server && server.exitCode === null) await new Promise((r) => server!.once('exit', r));
-    await killSiteProcesses(join(csDir, 'sites'), 'SIGTERM');
-    await run('umount', [retention], [0, 1, 32]);
+    await c?.stop();
   }
 }

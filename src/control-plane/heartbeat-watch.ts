@@ -7,6 +7,7 @@ import { clearAlert, raiseAlert } from './alerts.js';
 import type { BackgroundService } from './background.js';
 import type { ServerContext } from './context.js';
 import { DEFAULT_HEARTBEAT_ALERT_MINUTES } from './heartbeat-contract.js';
+import { periodicService } from './periodic-service.js';
 
 export const HEARTBEAT_MISSING = 'heartbeat-missing';
 
@@ -93,18 +94,5 @@ export async function startHeartbeatWatch(ctx: ServerContext): Promise<Backgroun
   const minutes = ctx.heartbeatAlertMinutes ?? DEFAULT_HEARTBEAT_ALERT_MINUTES;
   // Often enough that an alert is at most a third of the threshold late; never busier than 2/s.
   const everyMs = Math.min(30_000, Math.max(500, (minutes * 60_000) / 3));
-  let running: Promise<void> = Promise.resolve();
-  const timer = setInterval(() => {
-    running = running
-      .then(() => checkHeartbeats(ctx, minutes))
-      .catch((e) => ctx.logger.error({ err: e }, 'heartbeat watch failed'));
-  }, everyMs);
-  timer.unref();
-  return {
-    name: 'heartbeat-watch',
-    stop: async () => {
-      clearInterval(timer);
-      await running;
-    },
-  };
+  return periodicService(ctx, 'heartbeat-watch', everyMs, () => checkHeartbeats(ctx, minutes));
 }

@@ -4,6 +4,7 @@
 import { clearAlert, raiseAlert } from '../alerts.js';
 import type { BackgroundService } from '../background.js';
 import type { ServerContext } from '../context.js';
+import { periodicService } from '../periodic-service.js';
 import { replicaStatus } from './data-plane.js';
 import { assessItem, RPO_ALERT_KIND } from './item-health.js';
 
@@ -80,20 +81,5 @@ export async function refreshItems(ctx: ServerContext): Promise<void> {
 }
 
 export async function startItemMonitor(ctx: ServerContext, intervalMs = 5000): Promise<BackgroundService> {
-  let running: Promise<void> | undefined;
-  const timer = setInterval(() => {
-    if (running) return;
-    running = refreshItems(ctx)
-      .catch((e) => ctx.logger.error({ err: e }, 'item monitor: refresh failed'))
-      .finally(() => {
-        running = undefined;
-      });
-  }, intervalMs);
-  return {
-    name: 'item monitor',
-    stop: async () => {
-      clearInterval(timer);
-      await running;
-    },
-  };
+  return periodicService(ctx, 'item monitor', intervalMs, () => refreshItems(ctx));
 }

@@ -5,6 +5,7 @@
 import { clearAlert, raiseAlert } from '../alerts.js';
 import type { BackgroundService } from '../background.js';
 import type { ServerContext } from '../context.js';
+import { periodicService } from '../periodic-service.js';
 import { takeGroupPoint } from './group-points.js';
 import { groupMembers } from './groups.js';
 
@@ -63,20 +64,5 @@ export async function startGroupPoints(
   ctx: ServerContext,
   intervalMs = CHECK_MS,
 ): Promise<BackgroundService> {
-  let running: Promise<void> | undefined;
-  const timer = setInterval(() => {
-    if (running) return;
-    running = takeDueGroupPoints(ctx)
-      .catch((e) => ctx.logger.error({ err: e }, 'group points: check failed'))
-      .finally(() => {
-        running = undefined;
-      });
-  }, intervalMs);
-  return {
-    name: 'group points',
-    stop: async () => {
-      clearInterval(timer);
-      await running;
-    },
-  };
+  return periodicService(ctx, 'group points', intervalMs, () => takeDueGroupPoints(ctx));
 }

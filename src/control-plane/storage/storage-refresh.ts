@@ -3,6 +3,7 @@
 // at start so the inventory is filled when the server says it is ready.
 import type { BackgroundService } from '../background.js';
 import type { ServerContext } from '../context.js';
+import { periodicService } from '../periodic-service.js';
 import { refreshLocalStorage } from './storage-store.js';
 
 export const STORAGE_REFRESH_MS = 15 * 60_000;
@@ -14,24 +15,9 @@ function periodMs(): number {
 }
 
 export async function startStorageRefresh(ctx: ServerContext): Promise<BackgroundService> {
-  let running: Promise<unknown> = Promise.resolve();
-  const pass = async () => {
-    try {
-      await refreshLocalStorage(ctx);
-    } catch (e) {
-      ctx.logger.error({ err: (e as Error).message }, 'storage refresh failed; the next pass tries again');
-    }
-  };
-  await pass();
-  const timer = setInterval(() => {
-    running = pass();
-  }, periodMs());
-  timer.unref();
-  return {
-    name: 'storage-refresh',
-    async stop() {
-      clearInterval(timer);
-      await running;
-    },
-  };
+  const pass = () => refreshLocalStorage(ctx);
+  await pass().catch((e) =>
+    ctx.logger.error({ err: (e as Error).message }, 'storage refresh failed; the next pass tries again'),
+  );
+  return periodicService(ctx, 'storage-refresh', periodMs(), pass);
 }

@@ -16,7 +16,10 @@ export function registerDrillCommand(program: Command): void {
     .option('--work-dir <dir>', 'where images and state go (default: a new temporary dir)')
     .option('--disk-size <size>', 'size of the protected disk', '256M')
     .option('--files <n>', 'files to write into the file system', '300')
-    .option('--no-vm', 'skip the recovery cycle with QEMU VMs (failover, reprotect, failback)')
+    .option(
+      '--no-vm',
+      'skip the recovery cycle with QEMU VMs (failover, reprotect, failback, a recovery plan)',
+    )
     .action(async (o) => {
       const files = Number(o.files);
       if (!Number.isInteger(files) || files < 1)
@@ -33,7 +36,9 @@ export function registerDrillCommand(program: Command): void {
         return;
       }
       console.log('');
-      console.log('recovery cycle with QEMU VMs (TCG): failover, reprotect, failback');
+      console.log(
+        'recovery cycle with QEMU VMs (TCG): failover, reprotect, failback; a replication group and a recovery plan',
+      );
       const work = mkdtempSync(join(o.workDir ?? tmpdir(), 'rebound-recovery-drill-'));
       const ok = await runRecoveryDrill({ workDir: work, say: (l) => console.log(l) });
       if (ok) rmSync(work, { recursive: true, force: true });

@@ -6,7 +6,7 @@
 // guest's own verification lines read from the consoles at each boot.
 
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { waitForServerReady } from '../cli/server-ready.js';
@@ -170,7 +170,11 @@ export async function runRecoveryDrill(o: RecoveryDrillOptions): Promise<boolean
     await job(c, 'failback', ['failback', 'web']);
     say(`site a: web ${await consoleLine(c, 'a', 'web', /REBOUND gen 2 ok \d+ files/)}`);
     await job(c, 'reprotect (to site b again)', ['reprotect', 'web', '--datastore', 'default']);
-    say('drill OK: every flushed file survived failover and failback; reprotect moved only the differences');
+    await planDrill(c, o.workDir);
+    say(
+      'drill OK: every flushed file survived failover and failback; reprotect moved only the differences; ' +
+        'the recovery plan ran its scripts and waited for its manual action',
+    );
     return true;
   } catch (e) {
     say(`drill FAILED: ${(e as Error).message}`);
@@ -178,4 +182,73 @@ export async function runRecoveryDrill(o: RecoveryDrillOptions): Promise<boolean
   } finally {
     await c?.stop();
   }
+}
+
+/**
+ * A replication group and a recovery plan around the same VM: a common point, then a test
+ * failover of the plan (its pre and post scripts run, its manual action is confirmed as an
+ * operator would) and its clean-up.
+ */
+async function planDrill(c: Ctx, workDir: string): Promise<void> {
+  const marks = join(workDir, 'plan-scripts.log');
+  const planFile = join(workDir, 'plan.json');
+  const script = (phase: string) => `echo "${phase} $REBOUND_OPERATION $REBOUND_MACHINES" >> '${marks}'`;
+  writeFileSync(
+    planFile,
+    JSON.stringify({
+      groups: [
+        {
+          name: 'tier',
+          machines: ['web'],
+          pre: script('pre'),
+          post: script('post'),
+          manual: ['check that the test machine answers'],
+        },
+      ],
+    }),
+  );
+  // A common point between two generations: the test machine must find every one of them whole.
+  c.say(`site a: web ${await consoleLine(c, 'a', 'web', /REBOUND gen 3 written \d+ files/)}`);
+  await cli(c, ['groups', 'create', 'tier', '--machines', 'web']);
+  const point = JSON.parse(await cli(c, ['groups', 'point', 'tier', '--json'])) as {
+    seqs: Record<string, number>;
+  };
+  c.say(`replication group tier: common point at seq ${point.seqs.web} (one write barrier over its agents)`);
+  await cli(c, ['plans', 'create', 'dr', '--file', planFile]);
+  const t = Date.now();
+  const started = JSON.parse(await cli(c, ['test-failover', '--plan', 'dr', '--json'])) as {
+    job: { id: string };
+  };
+  const deadline = Date.now() + 180_000;
+  for (;;) {
+    const j = JSON.parse(await cli(c, ['jobs', 'show', started.job.id, '--json'])) as {
+      state: string;
+      error: string | null;
+      steps: { name: string; state: string }[];
+    };
+    const waiting = j.steps.find((s) => s.state === 'WaitingForConfirmation');
+    if (waiting) {
+      c.say(`site b: web-test ${await consoleLine(c, 'b', 'web-test', /REBOUND gen 3 ok \d+ files/)}`);
+      c.say(`plan dr waits for '${waiting.name}': confirming it`);
+      await cli(c, ['jobs', 'confirm', started.job.id, waiting.name]);
+      break;
+    }
+    if (j.state !== 'Running' && j.state !== 'Queued')
+      throw new Error(`plan test failover: ${j.state}: ${j.error}`);
+    if (Date.now() > deadline) throw new Error('the plan test failover never reached its manual action');
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  await cli(c, ['jobs', 'watch', started.job.id]).catch(() => undefined);
+  const done = JSON.parse(await cli(c, ['jobs', 'show', started.job.id, '--json'])) as {
+    state: string;
+    error: string | null;
+  };
+  if (done.state !== 'Succeeded') throw new Error(`plan test failover: ${done.state}: ${done.error}`);
+  c.say(`test failover of plan dr: done in ${((Date.now() - t) / 1000).toFixed(1)} s`);
+  const ran = readFileSync(marks, 'utf8').trim().split('\n');
+  if (ran.join('|') !== 'pre test-failover web|post test-failover web') {
+    throw new Error(`the plan's scripts ran as ${JSON.stringify(ran)}`);
+  }
+  c.say(`plan scripts ran: ${ran.join('; ')}`);
+  await job(c, 'clean-up of plan dr', ['cleanup-test-failover', '--plan', 'dr']);
 }

@@ -20,6 +20,10 @@ describe('rebound drill', { timeout: 480_000 }, () => {
       assert.match(r.stdout, /^site b: web-recovered REBOUND gen 1 ok 8 files$/m);
       assert.match(r.stdout, /^site a: web REBOUND gen 2 ok 8 files$/m);
       assert.match(r.stdout, /^ {2}only the differences moved: \d+ bytes sent$/m);
+      assert.match(r.stdout, /^replication group tier: common point at seq \d+ /m);
+      assert.match(r.stdout, /^site b: web-test REBOUND gen 3 ok 8 files$/m);
+      assert.match(r.stdout, /^plan dr waits for 'plan group tier: manual action 1': confirming it$/m);
+      assert.match(r.stdout, /^plan scripts ran: pre test-failover web; post test-failover web$/m);
       assert.match(r.stdout, /^drill OK: /m);
     } finally {
       cleanup();

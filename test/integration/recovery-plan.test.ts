@@ -127,6 +127,17 @@ describe('replication groups and recovery plans with real VMs', { timeout: 900_0
     assert.equal(r.stderr, "rebound: error: replicated item of machine 'nope' not found\n");
     assert.deepEqual(await json<GroupView[]>(['groups']), [], 'nothing half-made');
 
+    // S20: one OS type per group.
+    const admin = await cs.admin();
+    await admin.patch('/api/v1/machines/app', { osType: 'windows' });
+    const mixed = await cs.cli(['groups', 'create', 'tier', '--machines', 'db,app']);
+    assert.equal(
+      mixed.stderr,
+      "rebound: error: replication group 'tier' mixes OS types (linux: db; windows: app): its machines can have no common recovery point (S20)\n",
+    );
+    await admin.patch('/api/v1/machines/app', { osType: 'linux' });
+    assert.deepEqual(await json<GroupView[]>(['groups']), [], 'nothing half-made');
+
     const g = await json<GroupView>(['groups', 'create', 'tier', '--machines', 'db,app']);
     assert.deepEqual(
       g.machines.map((m) => m.name),

@@ -10,12 +10,8 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { JobJson } from '../../src/cli/job-format.js';
 import type { ItemView } from '../../src/control-plane/items/item-view.js';
-import { buildGuest } from '../../src/sites/guest/build.js';
-import { killSiteProcesses } from '../../src/sites/qemu/stop-all.js';
-import { type RunningConfigServer, startConfigServer } from '../support/config-server.js';
-import { LoopVolumes } from '../support/loop-volumes.js';
-import { scratchDir } from '../support/tmp.js';
 import { until } from '../support/trio.js';
+import { startVmLab, type VmLab } from '../support/vm-lab.js';
 
 const DISK = 64 * 1024 * 1024;
 
@@ -27,45 +23,25 @@ interface MachineJson {
 }
 
 describe('failover to a physical site', { timeout: 600_000 }, () => {
-  const scratch = scratchDir('physical');
-  const csDir = join(scratch.dir, 'cs');
-  const volumes = new LoopVolumes();
-  let cs: RunningConfigServer;
-  const heartbeatEnv = process.env.REBOUND_HEARTBEAT_SECONDS;
-
-  const run = async (args: string[]) => {
-    const r = await cs.cli(args);
-    assert.equal(r.code, 0, `rebound ${args.join(' ')}: ${r.stdout}${r.stderr}`);
-    return r.stdout;
-  };
-  const json = async <T>(args: string[]): Promise<T> => JSON.parse(await run([...args, '--json'])) as T;
-  const job = (id: string) => json<JobJson>(['jobs', 'show', id]);
+  let lab: VmLab;
+  const run = (args: string[]) => lab.run(args);
+  const json = <T>(args: string[]) => lab.json<T>(args);
+  const job = (id: string) => lab.job(id);
 
   before(async () => {
-    process.env.REBOUND_HEARTBEAT_SECONDS = '1';
-    const guest = await buildGuest();
-    const retention = await volumes.make('retention', 'ext4', { sizeMiB: 256 });
-    cs = await startConfigServer({ dataDir: csDir, args: ['--retention-dir', retention] });
-    await run(['sites', 'add', 'a', '--adapter', 'qemu']);
-    await run(['sites', 'add', 'p', '--adapter', 'physical']);
-    await run(['policies', 'create', 'gold', '--app-consistent-minutes', '0']);
+    lab = await startVmLab('physical', [
+      ['a', 'qemu'],
+      ['p', 'physical'],
+    ]);
+    const g = lab.guest;
     await run([
       ...['vm', 'create', 'web', '--site', 'a', '--disk', `vda=${DISK}`],
-      ...['--kernel', guest.kernel, '--initrd', guest.initrd, '--append', `${guest.append} rebound.files=4`],
+      ...['--kernel', g.kernel, '--initrd', g.initrd, '--append', `${g.append} rebound.files=4`],
     ]);
     await run(['vm', 'start', 'web', '--site', 'a']);
-    const r = await json<{ job: JobJson }>(['protect', 'web', '--policy', 'gold']);
-    await run(['jobs', 'watch', r.job.id]);
-    assert.equal((await job(r.job.id)).state, 'Succeeded');
+    await lab.watched((await json<{ job: JobJson }>(['protect', 'web', '--policy', 'gold'])).job.id);
   });
-  after(async () => {
-    if (heartbeatEnv === undefined) delete process.env.REBOUND_HEARTBEAT_SECONDS;
-    else process.env.REBOUND_HEARTBEAT_SECONDS = heartbeatEnv;
-    await cs?.stop();
-    await killSiteProcesses(join(csDir, 'sites'));
-    await volumes.cleanup();
-    scratch.cleanup();
-  });
+  after(async () => lab?.stop());
 
   test('the job waits for the manual bring-up, then for the agent; the registered machine is the recovered one', async () => {
     await until(
@@ -95,14 +71,12 @@ describe('failover to a physical site', { timeout: 600_000 }, () => {
     await until('the job to wait for the agent', async () =>
       (await job(started.job.id)).steps.some((s) => s.name === 'wait for its agent' && s.state === 'Running'),
     );
-    const hp = cs.url.slice('https://'.length);
+    const hp = lab.cs.url.slice('https://'.length);
     await run([
-      ...['agent', 'register', '-i', hp, '-P', join(csDir, 'passphrase')],
-      ...['--data-dir', join(scratch.dir, 'recovered-agent'), '--name', 'web-recovered', '--site', 'p'],
+      ...['agent', 'register', '-i', hp, '-P', join(lab.csDir, 'passphrase')],
+      ...['--data-dir', join(lab.scratch, 'recovered-agent'), '--name', 'web-recovered', '--site', 'p'],
     ]);
-    const w = await cs.cli(['jobs', 'watch', started.job.id]);
-    const done = await job(started.job.id);
-    assert.equal(done.state, 'Succeeded', `${w.stdout}${w.stderr}\n${JSON.stringify(done.steps, null, 1)}`);
+    await lab.watched(started.job.id);
 
     const it = (await json<ItemView[]>(['items']))[0]!;
     assert.equal(it.state, 'failed-over');

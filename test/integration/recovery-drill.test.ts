@@ -8,16 +8,11 @@
 
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { JobJson } from '../../src/cli/job-format.js';
 import type { ItemView } from '../../src/control-plane/items/item-view.js';
-import { buildGuest } from '../../src/sites/guest/build.js';
-import { killSiteProcesses } from '../../src/sites/qemu/stop-all.js';
-import { type RunningConfigServer, startConfigServer } from '../support/config-server.js';
-import { LoopVolumes } from '../support/loop-volumes.js';
-import { scratchDir } from '../support/tmp.js';
 import { until } from '../support/trio.js';
+import { startVmLab, type VmLab } from '../support/vm-lab.js';
 
 const DISK = 64 * 1024 * 1024;
 
@@ -28,18 +23,9 @@ interface SiteMachineJson {
 }
 
 describe('the recovery drill with real VMs', { timeout: 900_000 }, () => {
-  const scratch = scratchDir('drill');
-  const csDir = join(scratch.dir, 'cs');
-  const volumes = new LoopVolumes();
-  let cs: RunningConfigServer;
-  const heartbeatEnv = process.env.REBOUND_HEARTBEAT_SECONDS;
-
-  const run = async (args: string[]) => {
-    const r = await cs.cli(args);
-    assert.equal(r.code, 0, `rebound ${args.join(' ')}: ${r.stdout}${r.stderr}`);
-    return r.stdout;
-  };
-  const json = async <T>(args: string[]): Promise<T> => JSON.parse(await run([...args, '--json'])) as T;
+  let lab: VmLab;
+  const run = (args: string[]) => lab.run(args);
+  const json = <T>(args: string[]) => lab.json<T>(args);
   const item = async () => (await json<ItemView[]>(['items']))[0]!;
   const vm = async (site: string, name: string) =>
     (await json<SiteMachineJson[]>(['vm', 'list', '--site', site])).find((m) => m.name === name);
@@ -54,22 +40,12 @@ describe('the recovery drill with real VMs', { timeout: 900_000 }, () => {
       async () => line.test(await consoleOf(site, name)),
       timeoutMs,
     );
-  const jobWatch = async (args: string[]) => {
-    const r = await json<{ job: JobJson }>(args);
-    const w = await cs.cli(['jobs', 'watch', r.job.id]);
-    const job = await json<JobJson>(['jobs', 'show', r.job.id]);
-    assert.equal(
-      job.state,
-      'Succeeded',
-      `${args.join(' ')}: ${w.stdout}${w.stderr}\n${JSON.stringify(job.steps, null, 1)}`,
-    );
-    return job;
-  };
+  const jobWatch = async (args: string[]) => lab.watched((await json<{ job: JobJson }>(args)).job.id);
 
   /** A refused request: its exit code, its exact message, and nothing changed. */
   const refused = async (args: string[], message: string) => {
     const before = await item();
-    const r = await cs.cli(args);
+    const r = await lab.cs.cli(args);
     assert.notEqual(r.code, 0, `${args.join(' ')} was refused`);
     assert.ok(r.stderr.includes(message), `${args.join(' ')}: ${r.stderr}`);
     const now = await item();
@@ -81,26 +57,17 @@ describe('the recovery drill with real VMs', { timeout: 900_000 }, () => {
   };
 
   before(async () => {
-    process.env.REBOUND_HEARTBEAT_SECONDS = '1';
-    const guest = await buildGuest();
-    const retention = await volumes.make('retention', 'ext4', { sizeMiB: 256 });
-    cs = await startConfigServer({ dataDir: csDir, args: ['--retention-dir', retention] });
-    await run(['sites', 'add', 'a', '--adapter', 'qemu']);
-    await run(['sites', 'add', 'b', '--adapter', 'qemu']);
-    await run(['policies', 'create', 'gold', '--app-consistent-minutes', '0']);
+    lab = await startVmLab('drill', [
+      ['a', 'qemu'],
+      ['b', 'qemu'],
+    ]);
+    const g = lab.guest;
     await run([
       ...['vm', 'create', 'web', '--site', 'a', '--disk', `vda=${DISK}`],
-      ...['--kernel', guest.kernel, '--initrd', guest.initrd, '--append', `${guest.append} rebound.files=8`],
+      ...['--kernel', g.kernel, '--initrd', g.initrd, '--append', `${g.append} rebound.files=8`],
     ]);
   });
-  after(async () => {
-    if (heartbeatEnv === undefined) delete process.env.REBOUND_HEARTBEAT_SECONDS;
-    else process.env.REBOUND_HEARTBEAT_SECONDS = heartbeatEnv;
-    await cs?.stop();
-    await killSiteProcesses(join(csDir, 'sites'));
-    await volumes.cleanup();
-    scratch.cleanup();
-  });
+  after(async () => lab?.stop());
 
   test('protect, unplanned failover, commit, reprotect, failback, reprotect', async () => {
     await run(['vm', 'start', 'web', '--site', 'a']);

@@ -12,12 +12,8 @@ import type { JobJson } from '../../src/cli/job-format.js';
 import type { ItemView } from '../../src/control-plane/items/item-view.js';
 import type { GroupView } from '../../src/control-plane/recovery/groups.js';
 import type { PlanView } from '../../src/control-plane/recovery/plan-store.js';
-import { buildGuest } from '../../src/sites/guest/build.js';
-import { killSiteProcesses } from '../../src/sites/qemu/stop-all.js';
-import { type RunningConfigServer, startConfigServer } from '../support/config-server.js';
-import { LoopVolumes } from '../support/loop-volumes.js';
-import { scratchDir } from '../support/tmp.js';
 import { until } from '../support/trio.js';
+import { startVmLab, type VmLab } from '../support/vm-lab.js';
 
 const DISK = 64 * 1024 * 1024;
 const MACHINES = ['db', 'app'];
@@ -35,18 +31,11 @@ interface GroupPointJson {
 }
 
 describe('replication groups and recovery plans with real VMs', { timeout: 900_000 }, () => {
-  const scratch = scratchDir('plan');
-  const csDir = join(scratch.dir, 'cs');
-  const volumes = new LoopVolumes();
-  let cs: RunningConfigServer;
-  const heartbeatEnv = process.env.REBOUND_HEARTBEAT_SECONDS;
-
-  const run = async (args: string[]) => {
-    const r = await cs.cli(args);
-    assert.equal(r.code, 0, `rebound ${args.join(' ')}: ${r.stdout}${r.stderr}`);
-    return r.stdout;
-  };
-  const json = async <T>(args: string[]): Promise<T> => JSON.parse(await run([...args, '--json'])) as T;
+  let lab: VmLab;
+  const run = (args: string[]) => lab.run(args);
+  const json = <T>(args: string[]) => lab.json<T>(args);
+  const job = (id: string) => lab.job(id);
+  const watched = (id: string) => lab.watched(id);
   const items = () => json<ItemView[]>(['items']);
   const consoleOf = async (site: string, name: string) => {
     const m = (await json<SiteMachineJson[]>(['vm', 'list', '--site', site])).find((x) => x.name === name);
@@ -58,13 +47,6 @@ describe('replication groups and recovery plans with real VMs', { timeout: 900_0
       async () => line.test(await consoleOf(site, name)),
       timeoutMs,
     );
-  const job = (id: string) => json<JobJson>(['jobs', 'show', id]);
-  const watched = async (id: string, state = 'Succeeded') => {
-    const w = await cs.cli(['jobs', 'watch', id]);
-    const j = await job(id);
-    assert.equal(j.state, state, `${w.stdout}${w.stderr}\n${JSON.stringify(j.steps, null, 1)}`);
-    return j;
-  };
   /** A refused request: a non-zero exit, the exact message, no job queued, no item changed. */
   const refused = async (args: string[], message: string) => {
     // What a request could change (RPO and health move on their own while protected).
@@ -78,59 +60,42 @@ describe('replication groups and recovery plans with real VMs', { timeout: 900_0
         i.last_job?.id,
       ]);
     const before = await state();
-    const r = await cs.cli(args);
+    const r = await lab.cs.cli(args);
     assert.notEqual(r.code, 0, `${args.join(' ')} was refused`);
     assert.ok(r.stderr.includes(message), `${args.join(' ')}: ${r.stderr}`);
     assert.deepEqual(await state(), before);
   };
 
   before(async () => {
-    process.env.REBOUND_HEARTBEAT_SECONDS = '1';
-    const guest = await buildGuest();
-    const retention = await volumes.make('retention', 'ext4', { sizeMiB: 256 });
-    cs = await startConfigServer({ dataDir: csDir, args: ['--retention-dir', retention] });
-    await run(['sites', 'add', 'a', '--adapter', 'qemu']);
-    await run(['sites', 'add', 'b', '--adapter', 'qemu']);
-    await run(['policies', 'create', 'gold', '--app-consistent-minutes', '0']);
+    lab = await startVmLab('plan', [
+      ['a', 'qemu'],
+      ['b', 'qemu'],
+    ]);
+    const g = lab.guest;
     for (const m of MACHINES) {
       await run([
         ...['vm', 'create', m, '--site', 'a', '--disk', `vda=${DISK}`],
-        ...[
-          '--kernel',
-          guest.kernel,
-          '--initrd',
-          guest.initrd,
-          '--append',
-          `${guest.append} rebound.files=4`,
-        ],
+        ...['--kernel', g.kernel, '--initrd', g.initrd, '--append', `${g.append} rebound.files=4`],
       ]);
       await run(['vm', 'start', m, '--site', 'a']);
     }
     for (const m of MACHINES) {
       await consoleShows('a', m, /REBOUND gen 1 written/);
-      const r = await json<{ job: JobJson }>(['protect', m, '--policy', 'gold']);
-      await watched(r.job.id);
+      await watched((await json<{ job: JobJson }>(['protect', m, '--policy', 'gold'])).job.id);
     }
   });
-  after(async () => {
-    if (heartbeatEnv === undefined) delete process.env.REBOUND_HEARTBEAT_SECONDS;
-    else process.env.REBOUND_HEARTBEAT_SECONDS = heartbeatEnv;
-    await cs?.stop();
-    await killSiteProcesses(join(csDir, 'sites'));
-    await volumes.cleanup();
-    scratch.cleanup();
-  });
+  after(async () => lab?.stop());
 
   test('a replication group: S20 and membership refusals, common points under one barrier', async () => {
-    const r = await cs.cli(['groups', 'create', 'tier', '--machines', 'db,nope']);
+    const r = await lab.cs.cli(['groups', 'create', 'tier', '--machines', 'db,nope']);
     assert.notEqual(r.code, 0);
     assert.equal(r.stderr, "rebound: error: replicated item of machine 'nope' not found\n");
     assert.deepEqual(await json<GroupView[]>(['groups']), [], 'nothing half-made');
 
     // S20: one OS type per group.
-    const admin = await cs.admin();
+    const admin = await lab.cs.admin();
     await admin.patch('/api/v1/machines/app', { osType: 'windows' });
-    const mixed = await cs.cli(['groups', 'create', 'tier', '--machines', 'db,app']);
+    const mixed = await lab.cs.cli(['groups', 'create', 'tier', '--machines', 'db,app']);
     assert.equal(
       mixed.stderr,
       "rebound: error: replication group 'tier' mixes OS types (linux: db; windows: app): its machines can have no common recovery point (S20)\n",
@@ -143,7 +108,7 @@ describe('replication groups and recovery plans with real VMs', { timeout: 900_0
       g.machines.map((m) => m.name),
       ['app', 'db'],
     );
-    const again = await cs.cli(['groups', 'create', 'other', '--machines', 'app']);
+    const again = await lab.cs.cli(['groups', 'create', 'other', '--machines', 'app']);
     assert.equal(again.stderr, "rebound: error: machine 'app' is already in replication group 'tier'\n");
 
     const p = await json<GroupPointJson>(['groups', 'point', 'tier']);
@@ -159,12 +124,12 @@ describe('replication groups and recovery plans with real VMs', { timeout: 900_0
   });
 
   test('a plan: refusals; test failover and clean-up; failover at the common point with its scripts and manual action', async () => {
-    const planFile = join(scratch.dir, 'plan.json');
-    const marks = join(scratch.dir, 'marks.txt');
+    const planFile = join(lab.scratch, 'plan.json');
+    const marks = join(lab.scratch, 'marks.txt');
     const script = (phase: string) =>
       `echo "${phase} $REBOUND_OPERATION $REBOUND_PLAN_GROUP $REBOUND_MACHINES" >> ${marks}`;
     writeFileSync(planFile, JSON.stringify({ groups: [{ name: 'first', machines: ['db'] }] }));
-    const split = await cs.cli(['plans', 'create', 'p1', '--file', planFile]);
+    const split = await lab.cs.cli(['plans', 'create', 'p1', '--file', planFile]);
     assert.equal(
       split.stderr,
       "rebound: error: replication group 'tier' recovers as a whole: add 'app' to plan group 'first'\n",
@@ -255,7 +220,7 @@ describe('replication groups and recovery plans with real VMs', { timeout: 900_0
       ['reprotect', 'db', '--datastore', 'default'],
       "machine 'db' is in replication group 'tier': a group is reprotected only through a recovery plan (S19)",
     );
-    const values = join(scratch.dir, 'values.json');
+    const values = join(lab.scratch, 'values.json');
     writeFileSync(values, JSON.stringify({ db: { datastore: 'default' } }));
     await refused(
       ['reprotect', '--plan', 'p1', '--values', values],

@@ -29,7 +29,7 @@ import {
   waitRegistered,
 } from './machine-ops.js';
 import { recoveryMt } from './mt-ops.js';
-import { type FailoverRecord, parseFailover, parseTestFailover } from './recovery-records.js';
+import { type FailoverRecord, notReady, parseFailover } from './recovery-records.js';
 import { adapterFor, agentRegistration, siteDir } from './site-registry.js';
 
 export const FAILOVER = 'failover';
@@ -267,14 +267,8 @@ export const failoverJob: JobDefinition<FailoverParams> = {
       resumable: true,
       async run(s) {
         const r = await rows(s);
-        if (r.item.state !== 'protected' && r.item.state !== 'failing-over') {
-          throw new Error(
-            `machine '${r.machine.name}' is ${r.item.state}: only a protected machine fails over`,
-          );
-        }
-        if (parseTestFailover(r.item.test_failover_json)) {
-          throw new Error(`a test failover of '${r.machine.name}' is running: clean it up first`);
-        }
+        const problem = notReady(r.machine.name, r.item, 'fails over', ['failing-over']);
+        if (problem) throw new Error(problem);
         if (r.item.state === 'protected') {
           await setItem(
             s.ctx.db,

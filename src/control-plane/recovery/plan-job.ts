@@ -25,7 +25,7 @@ import { recoveryMt } from './mt-ops.js';
 import { PLAN_JOB_PREFIX } from './plan-store.js';
 import type { FailoverRecord, TestFailoverRecord } from './recovery-records.js';
 import { reprotectJob } from './reprotect-job.js';
-import type { RecoveryOperation } from './requests.js';
+import { RECOVERY_OPERATIONS, type RecoveryOperation } from './requests.js';
 import { cleanupTestFailoverJob, type TestFailoverParams, testFailoverJob } from './test-failover-job.js';
 
 /** The item jobs a plan is made of, by kind. */
@@ -78,18 +78,26 @@ export interface PlanJobParams {
 
 const memberStepName = (step: string, m: PlanMember) => `${step} (${m.machineName})`;
 
-function memberSteps(m: PlanMember): StepDefinition<PlanJobParams>[] {
+/** The member's own steps, each under its own name and wrapped to run with the member's params. */
+function memberSteps(m: PlanMember): { own: string; step: StepDefinition<PlanJobParams> }[] {
   const def = MEMBER_JOBS[m.kind];
   if (!def) throw new Error(`job kind '${m.kind}' cannot be part of a plan`);
-  return def.steps(m.params).map((step): StepDefinition<PlanJobParams> => {
+  return def.steps(m.params).map((step) => {
     const name = memberStepName(step.name, m);
-    if (isConfirmation(step))
-      return { name, weight: step.weight, confirmation: () => step.confirmation(m.params) };
+    if (isConfirmation(step)) {
+      return {
+        own: step.name,
+        step: { name, weight: step.weight, confirmation: () => step.confirmation(m.params) },
+      };
+    }
     return {
-      name,
-      weight: step.weight,
-      resumable: step.resumable,
-      run: (s) => step.run({ ...s, params: m.params } as StepContext<unknown>),
+      own: step.name,
+      step: {
+        name,
+        weight: step.weight,
+        resumable: step.resumable,
+        run: (s) => step.run({ ...s, params: m.params } as StepContext<unknown>),
+      },
     };
   });
 }
@@ -187,11 +195,7 @@ function commonPointStep(
  * The operations that bring machines up run a group's scripts and manual actions; clean-up,
  * commit and reprotect only act on replication.
  */
-export const OPERATIONS_WITH_ACTIONS: readonly RecoveryOperation[] = [
-  'test-failover',
-  'failover',
-  'failback',
-];
+const OPERATIONS_WITH_ACTIONS: readonly RecoveryOperation[] = ['test-failover', 'failover', 'failback'];
 
 function groupSteps(p: PlanJobParams, g: PlanJobGroup): StepDefinition<PlanJobParams>[] {
   const steps: StepDefinition<PlanJobParams>[] = [];
@@ -200,11 +204,7 @@ function groupSteps(p: PlanJobParams, g: PlanJobGroup): StepDefinition<PlanJobPa
   // Each machine's steps by the name of its job's step, in the order the names first appear.
   const byName = new Map<string, StepDefinition<PlanJobParams>[]>();
   for (const m of g.members) {
-    const def = MEMBER_JOBS[m.kind]!;
-    const own = memberSteps(m);
-    def.steps(m.params).forEach((step, i) => {
-      byName.set(step.name, [...(byName.get(step.name) ?? []), own[i]!]);
-    });
+    for (const { own, step } of memberSteps(m)) byName.set(own, [...(byName.get(own) ?? []), step]);
   }
   const anchor = COMMON_POINT_BEFORE[p.operation];
   for (const [name, list] of byName) {
@@ -250,6 +250,4 @@ function planJob(op: RecoveryOperation): JobDefinition<PlanJobParams> {
   };
 }
 
-export const PLAN_JOBS: JobDefinition<PlanJobParams>[] = (
-  ['test-failover', 'cleanup-test-failover', 'failover', 'commit', 'reprotect', 'failback'] as const
-).map(planJob);
+export const PLAN_JOBS: JobDefinition<PlanJobParams>[] = RECOVERY_OPERATIONS.map(planJob);

@@ -39,3 +39,22 @@ function parse<T>(json: string | null): T | undefined {
 
 export const parseFailover = (json: string | null) => parse<FailoverRecord>(json);
 export const parseTestFailover = (json: string | null) => parse<TestFailoverRecord>(json);
+
+/**
+ * Why the machine cannot start a test failover or a failover now: it must be protected (or in
+ * one of `resumable`, a job re-run after a restart) and have no test failover running.
+ */
+export function notReady(
+  machine: string,
+  item: { state: string; test_failover_json: string | null },
+  only: 'can be tested' | 'fails over',
+  resumable: readonly string[] = [],
+): string | undefined {
+  if (item.state !== 'protected' && !resumable.includes(item.state)) {
+    return `machine '${machine}' is ${item.state}: only a protected machine ${only}`;
+  }
+  if (parseTestFailover(item.test_failover_json)) {
+    return `a test failover of '${machine}' is running: clean it up first`;
+  }
+  return undefined;
+}

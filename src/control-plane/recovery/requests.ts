@@ -12,7 +12,7 @@ import { FAILBACK, type FailbackParams } from './failback-job.js';
 import { FAILOVER, type FailoverParams } from './failover-job.js';
 import { groupNameOf } from './groups.js';
 import { machineById } from './machine-ops.js';
-import { parseFailover, parseTestFailover } from './recovery-records.js';
+import { notReady, parseFailover, parseTestFailover } from './recovery-records.js';
 import { REPROTECT, type ReprotectParams } from './reprotect-job.js';
 import { decideReprotect, type ReprotectRequest } from './reprotect-rules.js';
 import { adapterFor } from './site-registry.js';
@@ -83,12 +83,8 @@ export async function testFailoverRequest(
   body: TestFailoverBody,
 ): Promise<JobRequest<TestFailoverParams>> {
   const r = await withRows(ctx.db, item);
-  if (item.state !== 'protected') {
-    throw conflict(`machine '${r.machine.name}' is ${item.state}: only a protected machine can be tested`);
-  }
-  if (parseTestFailover(item.test_failover_json)) {
-    throw conflict(`a test failover of '${r.machine.name}' is running: clean it up first`);
-  }
+  const problem = notReady(r.machine.name, item, 'can be tested');
+  if (problem) throw conflict(problem);
   const site = await recoverySite(ctx, item, body.site, r.machine.site_id);
   if (site.adapter !== 'qemu') {
     throw conflict(`site '${site.name}' is a ${site.adapter} site: a test failover needs a qemu site`);
@@ -118,12 +114,8 @@ export async function failoverRequest(
   body: FailoverBody,
 ): Promise<JobRequest<FailoverParams>> {
   const r = await withRows(ctx.db, item);
-  if (item.state !== 'protected') {
-    throw conflict(`machine '${r.machine.name}' is ${item.state}: only a protected machine fails over`);
-  }
-  if (parseTestFailover(item.test_failover_json)) {
-    throw conflict(`a test failover of '${r.machine.name}' is running: clean it up first`);
-  }
+  const problem = notReady(r.machine.name, item, 'fails over');
+  if (problem) throw conflict(problem);
   if (body.planned && body.point !== undefined) {
     throw badRequest(
       'a planned failover has no point to choose: it drains replication and uses the last write',

@@ -49,10 +49,10 @@ describe('the recovery drill with real VMs', { timeout: 900_000 }, () => {
     assert.notEqual(r.code, 0, `${args.join(' ')} was refused`);
     assert.ok(r.stderr.includes(message), `${args.join(' ')}: ${r.stderr}`);
     const now = await item();
-    assert.deepEqual(
-      { ...now, last_job: null, updated_at: '' },
-      { ...before, last_job: null, updated_at: '' },
-    );
+    // RPO and health are live measurements of the data plane: they move on their own while
+    // replication goes on, so the record is compared without them.
+    const record = (i: ItemView) => ({ ...i, last_job: null, updated_at: '', rpo_seconds: 0, health: [] });
+    assert.deepEqual(record(now), record(before));
     assert.equal(now.last_job?.id, before.last_job?.id, 'no job was queued');
   };
 

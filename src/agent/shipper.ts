@@ -96,8 +96,10 @@ export class Shipper {
           ? [{ type: FrameType.Replicated, payload: encodeReplicatedRequest() }]
           : []),
       ],
-      onAck: async (seq) => {
+      onAckNow: (seq) => {
         if (ackGate?.mode === 'process-server') ackGate.remoteDurable(seq);
+      },
+      onAck: async (seq) => {
         await agent.trimLog(seq);
       },
       onFrame: async (f) => this.onFrame(f, ackGate),

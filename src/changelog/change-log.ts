@@ -80,7 +80,11 @@ export class ChangeLog {
   private _durableSeq = 0;
   /** Resolved (and replaced) whenever durableSeq advances: one promise, however many wait. */
   private durableAdvanced = deferred();
+  /** The same for lastWritten. */
+  private writtenAdvanced = deferred();
   private _trimmedThrough = 0;
+  /** The watermark as log-state.json has it (trims that delete nothing stay in memory). */
+  private persistedTrim = 0;
   /** Number of records present in the log (approximate after a trim inside a segment). */
   private _bytes = 0;
   private _corruption: LogCorruptError | undefined;
@@ -120,6 +124,12 @@ export class ChangeLog {
     return this.durableAdvanced.promise;
   }
 
+  /** Resolves once lastWritten > seq, or earlier when it advances at all (callers re-check). */
+  waitWrittenBeyond(seq: number): Promise<void> {
+    if (this._lastWritten > seq) return Promise.resolve();
+    return this.writtenAdvanced.promise;
+  }
+
   private setDurable(seq: number): void {
     if (seq <= this._durableSeq) return;
     this._durableSeq = seq;
@@ -149,6 +159,7 @@ export class ChangeLog {
     if (!this.opts.readOnly) mkdirSync(this.dir, { recursive: true });
     const state = await readJsonFile<{ trimmedThrough: number }>(join(this.dir, STATE_FILE));
     this._trimmedThrough = state?.trimmedThrough ?? 0;
+    this.persistedTrim = this._trimmedThrough;
     let names: string[] = [];
     try {
       names = (await readdir(this.dir)).filter((n) => SEGMENT_RE.test(n)).sort();
@@ -329,6 +340,9 @@ export class ChangeLog {
       this.queuedBytes -= bytes;
       this._lastWritten = batch.at(-1)!.seq;
       for (const p of batch) p.resolve();
+      const advanced = this.writtenAdvanced;
+      this.writtenAdvanced = deferred();
+      advanced.resolve();
     } catch (e) {
       // The log volume failed (e.g. ENOSPC): refuse this batch and everything after it.
       // Callers fall back to the dirty bitmap; the partial tail is cut on the next open.
@@ -424,7 +438,13 @@ export class ChangeLog {
     }
   }
 
-  /** Forgets records up to seq: whole segments are deleted, the watermark is persisted. */
+  /**
+   * Forgets records up to seq. Whole segments are deleted once every record in them is
+   * trimmed, and the watermark is made durable just before, so a restart never looks for
+   * deleted records. A trim that deletes nothing only moves the watermark in memory: after
+   * a crash the older watermark comes back, whose records are all still there, so at worst
+   * some are shipped or redone again (both idempotent). This keeps an fsync off every ack.
+   */
   trimThrough(seq: number): Promise<void> {
     // One at a time: they share the state file's temporary name.
     const run = this.trims.then(() => this.trimNow(seq));
@@ -435,11 +455,10 @@ export class ChangeLog {
   private async trimNow(seq: number): Promise<void> {
     if (this.opts.readOnly) throw new Error('change log opened read-only');
     if (seq <= this._trimmedThrough) return;
-    const trimmedThrough = Math.min(seq, this._nextSeq - 1);
-    // Durable before any segment goes, so a restart never looks for deleted records.
-    await writeJsonFile(join(this.dir, STATE_FILE), { trimmedThrough }, { durable: true });
-    this._trimmedThrough = trimmedThrough;
+    this._trimmedThrough = Math.min(seq, this._nextSeq - 1);
     // A closed segment can go once the next one starts after the watermark.
+    if (!(this.segments.length > 1 && this.segments[1].firstSeq <= this._trimmedThrough + 1)) return;
+    await this.persistTrim();
     while (this.segments.length > 1 && this.segments[1].firstSeq <= this._trimmedThrough + 1) {
       const seg = this.segments.shift()!;
       await unlink(seg.path);
@@ -447,10 +466,18 @@ export class ChangeLog {
     }
   }
 
+  private async persistTrim(): Promise<void> {
+    const trimmedThrough = this._trimmedThrough;
+    if (trimmedThrough === this.persistedTrim) return;
+    await writeJsonFile(join(this.dir, STATE_FILE), { trimmedThrough }, { durable: true });
+    this.persistedTrim = trimmedThrough;
+  }
+
   async close(): Promise<void> {
     while (this.writing || this.queue.length) await new Promise((r) => setTimeout(r, 1));
     await Promise.all([...this.closing]);
     await this.trims;
+    if (!this.opts.readOnly) await this.persistTrim();
     if (this.dirDirty) {
       await fsyncDir(this.dir);
       this.dirDirty = false;

@@ -298,10 +298,8 @@ export class ProcessServer {
         return from;
       },
       preamble: async () => [{ type: FrameType.Disks, payload: encodeDisks(m.disks ?? []) }],
-      onAck: async (seq) => {
-        this.relay(m, seq);
-        await log.trimThrough(seq);
-      },
+      onAckNow: (seq) => this.relay(m, seq),
+      onAck: (seq) => log.trimThrough(seq),
       compress: this.opts.compress ?? 'auto',
     });
   }

@@ -38,8 +38,14 @@ export interface LogStreamerOptions {
   resume: (resumeFrom: number) => Promise<number>;
   /** Frames sent after the hellos, before any change (the machine's disks). */
   preamble?: () => Promise<{ type: FrameType; payload: Buffer }[]>;
-  /** Everything <= seq is durable at the receiver. */
+  /**
+   * Everything <= seq is durable at the receiver (trim the log here). Called for the
+   * newest ack, one call at a time and off the ack loop, so a slow call never holds
+   * back the window; acks that come meanwhile fold into the next call.
+   */
   onAck: (seq: number) => Promise<void>;
+  /** The same, called at once for every ack (cheap bookkeeping only). */
+  onAckNow?: (seq: number) => void;
   /** Records are written but not durable and nothing else will sync them: do it. */
   makeDurable?: () => Promise<void>;
   /** Frames of other types from the receiver; throw to close the connection (default: all refused). */
@@ -49,8 +55,6 @@ export interface LogStreamerOptions {
   logger: Logger;
   /** Bytes sent and not yet acknowledged before sending waits (default 64 MiB). */
   windowBytes?: number;
-  /** How long written records may wait before makeDurable (default 50 ms). */
-  syncAfterMs?: number;
   /** First and longest wait before reconnecting (default 200 ms, doubling to 5 s). */
   retryMs?: number;
   maxRetryMs?: number;
@@ -134,6 +138,10 @@ export class LogStreamer {
   private streaming: FrameConnection | undefined;
   private readonly freshness = new StreamFreshness();
   private wakeWindow: (() => void) | undefined;
+  private ackToActOn = 0;
+  private actedOnAck = 0;
+  private actingOnAck: Promise<void> | undefined;
+  private makingDurable: Promise<void> | undefined;
   /** Ends the wait before the next reconnection (stop). */
   private wakeRetry: (() => void) | undefined;
   /** Per stream, across reconnects: whether lz4 pays for this machine's data. */
@@ -154,6 +162,7 @@ export class LogStreamer {
     this.conn?.close();
     this.wakeWindow?.();
     await this.loop;
+    await this.actingOnAck;
   }
 
   status(): StreamerStatus {
@@ -298,7 +307,6 @@ export class LogStreamer {
   ): Promise<void> {
     const { log } = this.opts;
     const window = this.opts.windowBytes ?? 64 * 1024 * 1024;
-    const syncAfter = this.opts.syncAfterMs ?? 50;
     while (live()) {
       let records: LogRecord[];
       try {
@@ -310,17 +318,14 @@ export class LogStreamer {
         if (e instanceof LogCorruptError) await this.drainInflight(out, conn, live);
         throw e;
       }
+      // Only durable records leave (a lost tail must never reach the replica): written
+      // ones are made durable at once, sharing the sync in progress or the next one.
+      this.askDurable();
       if (records.length === 0) {
-        // Nothing durable to send: make what is written durable soon, or wait for more.
-        const waitMore = log.waitDurableBeyond(tailer.next - 1);
-        const makeDurable = this.opts.makeDurable;
-        const timer =
-          makeDurable && log.lastWritten >= tailer.next
-            ? setTimeout(() => void makeDurable().catch(() => undefined), syncAfter)
-            : undefined;
+        const durable = log.waitDurableBeyond(tailer.next - 1);
+        const written = log.waitWrittenBeyond(Math.max(log.lastWritten, tailer.next - 1));
         let poll: NodeJS.Timeout | undefined;
-        await Promise.race([waitMore, conn.closed, new Promise((r) => (poll = setTimeout(r, 1000)))]);
-        clearTimeout(timer);
+        await Promise.race([durable, written, conn.closed, new Promise((r) => (poll = setTimeout(r, 1000)))]);
         clearTimeout(poll);
         if (conn.socket.destroyed) return;
         continue;
@@ -349,6 +354,23 @@ export class LogStreamer {
     }
   }
 
+  /** Starts makeDurable when records are written but not durable and none is running. */
+  private askDurable(): void {
+    const { log, makeDurable } = this.opts;
+    if (!makeDurable || this.makingDurable || log.lastWritten <= log.durableSeq) return;
+    this.makingDurable = makeDurable().then(
+      () => {
+        this.makingDurable = undefined;
+        // Written while it ran: the next sync starts now (group commit), while live.
+        if (!this.stopped) this.askDurable();
+      },
+      (e: Error) => {
+        this.makingDurable = undefined;
+        this.opts.logger.warn({ err: e.message }, `${this.opts.what}: sync failed`);
+      },
+    );
+  }
+
   /** Waits until everything sent is acknowledged, or the session ends. */
   private async drainInflight(out: FramePipeline, conn: FrameConnection, live: () => boolean): Promise<void> {
     await out.idle();
@@ -360,6 +382,26 @@ export class LogStreamer {
         conn.closed,
       ]);
     }
+  }
+
+  /**
+   * Runs onAck for the newest ack, one call at a time, off the ack loop: what it does
+   * (trimming the log) must not hold back the acks that open the window. Acks that come
+   * in while a call runs fold into one call for the newest.
+   */
+  private actOnAck(seq: number): void {
+    this.ackToActOn = Math.max(this.ackToActOn, seq);
+    if (this.actingOnAck) return;
+    this.actingOnAck = (async () => {
+      while (this.ackToActOn > this.actedOnAck) {
+        const s = this.ackToActOn;
+        this.actedOnAck = s;
+        await this.opts.onAck(s).catch((e: Error) => {
+          this.opts.logger.error({ err: e.message }, `${this.opts.what}: acting on an ack failed`);
+        });
+      }
+      this.actingOnAck = undefined;
+    })();
   }
 
   private async receiveAcks(conn: FrameConnection, frames: AsyncIterator<Frame>) {
@@ -385,9 +427,8 @@ export class LogStreamer {
         this.freshness.acked(seq, newestTime);
         this.wakeWindow?.();
         this.wakeWindow = undefined;
-        await this.opts.onAck(seq).catch((e: Error) => {
-          this.opts.logger.error({ err: e.message }, `${this.opts.what}: acting on an ack failed`);
-        });
+        this.opts.onAckNow?.(seq);
+        this.actOnAck(seq);
       } else if (f.type === FrameType.Error) {
         const e = decodeError(f.payload);
         throw new Error(`peer closed the stream: ${e.message} (error code ${e.code})`);

@@ -16,7 +16,7 @@ import { killChild, type RunningComponent, startProcessServer } from '../support
 import { TestNbdClient } from '../support/nbd-client.js';
 import { prng } from '../support/prng.js';
 import { scratchDir, sparseImage } from '../support/tmp.js';
-import { issueTrioCerts, startMasterTarget } from '../support/trio.js';
+import { issueTrioCerts, startMasterTarget, waitProtected } from '../support/trio.js';
 
 const MiB = 1024 * 1024;
 const DISK = 32 * MiB;
@@ -80,6 +80,9 @@ describe('agent -> process server -> master target', { timeout: 240_000 }, () =>
       'a1',
     ]);
     const machineId = JSON.parse(readFileSync(join(dataDir, 'agent.json'), 'utf8')).machineId as string;
+    // A bookmark taken while the initial copy runs is no recovery point (the replica is not
+    // consistent until the copy ends): every generation's bookmark must come after it.
+    await waitProtected(dataDir);
     const client = await TestNbdClient.connect({ port: agent.port }, 'd');
 
     const expected: Buffer[] = [];

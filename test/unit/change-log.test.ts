@@ -474,6 +474,34 @@ describe('ChangeLog', () => {
       await again.close();
     });
 
+    it('makes the watermark durable only before a segment goes; a crash brings back an older one whose records are all there', async () => {
+      const dir = freshDir();
+      const log = await ChangeLog.open(dir, TWO_PER_SEGMENT);
+      await appendMany(log, 6); // segments 1-2, 3-4, 5-6
+      await log.sync();
+      await log.trimThrough(1); // deletes nothing: no state write (no fsync on every ack)
+      assert.equal(log.trimmedThrough, 1);
+      assert.equal(existsSync(join(dir, 'log-state.json')), false);
+      await log.trimThrough(4); // segments 1-2 and 3-4 go: the watermark is durable first
+      assert.equal(JSON.parse(readFileSync(join(dir, 'log-state.json'), 'utf8')).trimmedThrough, 4);
+      await log.trimThrough(5); // inside the current segment: deletes nothing
+      assert.equal(log.trimmedThrough, 5);
+      assert.deepEqual(await seqsOf(log), [6]);
+
+      // A crash (no close): the durable watermark is 4, and record 5 is still there.
+      const crashed = await ChangeLog.open(dir, TWO_PER_SEGMENT);
+      assert.equal(crashed.trimmedThrough, 4);
+      assert.equal(crashed.nextSeq, 7);
+      assert.deepEqual(await seqsOf(crashed), [5, 6]);
+      await crashed.trimThrough(5);
+      await crashed.close(); // a clean close records the exact watermark
+      const again = await ChangeLog.open(dir, TWO_PER_SEGMENT);
+      assert.equal(again.trimmedThrough, 5);
+      assert.deepEqual(await seqsOf(again), [6]);
+      await again.close();
+      await log.close();
+    });
+
     it('removes a segment exactly when the next one starts right after the watermark', async () => {
       const dir = freshDir();
       const log = await ChangeLog.open(dir, TWO_PER_SEGMENT);

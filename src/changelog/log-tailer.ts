@@ -1,6 +1,8 @@
 // Follows a live change log: yields its durable records in sequence order, resuming
 // where the last read stopped (a segment and a byte offset), so following a growing
-// segment never rescans it from the start.
+// segment never rescans it from the start. The segment being followed stays open between
+// reads: an open, a read and a close per read were three thread-pool round trips, each
+// waiting for a busy event loop, and made a shipper lag behind what it could send.
 import type { ChangeLog } from './change-log.js';
 import { LogCorruptError } from './log-corrupt-error.js';
 import type { LogRecord } from './record.js';
@@ -11,6 +13,9 @@ export class LogGapError extends Error {}
 export class LogTailer {
   private segmentFirstSeq: number | undefined;
   private offset = 0;
+  /** The open reader and the segment it reads; its offset says whether it can go on. */
+  private reader: SegmentReader | undefined;
+  private readerSegment: number | undefined;
 
   /** Where the next read starts: a segment (by first seq) and a byte offset; undefined before the first read. */
   get position(): { segment: number; offset: number } | undefined {
@@ -52,7 +57,7 @@ export class LogTailer {
         this.offset = 0;
       }
       const seg = segs[i]!;
-      const reader = await SegmentReader.open(seg.path, seg.bytes, this.offset);
+      const reader = await this.readerAt(seg);
       let progressed = false;
       let corruptAhead = false;
       let lastGood = this.next - 1;
@@ -64,6 +69,7 @@ export class LogTailer {
           if (r.kind === 'invalid') {
             // Durable records only are read here: a bad one is corruption, never a torn tail.
             // The good records before it still go out; the next read fails on it.
+            await this.closeReader();
             const e = new LogCorruptError(seg.path, r.offset, r.reason, lastGood);
             this.log.reportCorruption(e);
             if (out.length) {
@@ -81,8 +87,9 @@ export class LogTailer {
           bytes += r.record.payload.length;
           this.next = r.record.seq + 1;
         }
-      } finally {
-        await reader.close();
+      } catch (e) {
+        await this.closeReader();
+        throw e;
       }
       if (corruptAhead || bytes >= maxBytes) break;
       // This segment is read to its written end: go on to the next one, if there is one.
@@ -95,5 +102,29 @@ export class LogTailer {
       if (!progressed) break;
     }
     return out;
+  }
+
+  /** Closes the segment file it follows (reading again reopens it). */
+  close(): Promise<void> {
+    return this.closeReader();
+  }
+
+  /** The open reader when it stands exactly where reading goes on, or a new one there. */
+  private async readerAt(seg: { firstSeq: number; path: string; bytes: number }): Promise<SegmentReader> {
+    if (this.reader && this.readerSegment === seg.firstSeq && this.reader.offset === this.offset) {
+      this.reader.extend(seg.bytes);
+      return this.reader;
+    }
+    await this.closeReader();
+    this.reader = await SegmentReader.open(seg.path, seg.bytes, this.offset);
+    this.readerSegment = seg.firstSeq;
+    return this.reader;
+  }
+
+  private async closeReader(): Promise<void> {
+    const r = this.reader;
+    this.reader = undefined;
+    this.readerSegment = undefined;
+    await r?.close().catch(() => undefined);
   }
 }

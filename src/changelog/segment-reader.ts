@@ -20,7 +20,7 @@ export class SegmentReader {
     readonly path: string,
     private readonly fh: FileHandle,
     /** Bytes of the file that may be read (the writer's durable end); Infinity = to EOF. */
-    private readonly limit: number,
+    private limit: number,
   ) {}
 
   /** Reads from `start` (a record boundary) up to `limit` bytes of the file. */
@@ -81,6 +81,13 @@ export class SegmentReader {
     this.lastSeq = h.header.seq;
     this.pos += size;
     return { kind: 'record', record: { ...h.header, payload }, offset, size };
+  }
+
+  /** The writer made more of the file durable: reading may go on up to `limit`. */
+  extend(limit: number): void {
+    if (limit <= this.limit) return;
+    this.limit = limit;
+    this.eof = false;
   }
 
   async close(): Promise<void> {

@@ -296,6 +296,7 @@ export class LogStreamer {
       await this.sendRecords(conn, tailer, out, live);
     } finally {
       out.close();
+      await tailer.close();
     }
   }
 

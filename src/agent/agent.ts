@@ -14,6 +14,7 @@ type NewRecordType = RecordType.Write | RecordType.Zero | RecordType.Trim;
 import type { NbdExport } from '../nbd/export.js';
 import { BlockStore } from '../storage/block-store.js';
 import { FileExport } from '../storage/file-export.js';
+import { SyncCoalescer } from '../util/sync-coalescer.js';
 import type { AckGate } from './ack-gate.js';
 import {
   type AgentState,
@@ -30,7 +31,6 @@ import type { Congestion } from './congestion.js';
 import { type DataDirLock, lockDataDir } from './data-dir-lock.js';
 import { RangeLock } from './range-lock.js';
 import { redoLogTail } from './redo.js';
-import { SyncCoalescer } from './sync-coalescer.js';
 import { type BarrierStatus, WriteBarrier } from './write-barrier.js';
 
 export const DEFAULT_LOG_LIMIT = 1024 * 1024 * 1024;

@@ -32,7 +32,9 @@ export class LogTailer {
 
   /**
    * Durable records with seq >= next that exist now, in order (at most `maxBytes` of
-   * payload, at least one record). Payloads are copies. Empty when none is durable yet.
+   * payload, at least one record). Payloads are views into the buffers this read filled,
+   * which are never reused (so they stay valid, and keep those buffers alive while held:
+   * encode and drop them). Empty when none is durable yet.
    * Throws LogGapError when `next` was trimmed away.
    */
   async read(maxBytes: number): Promise<LogRecord[]> {
@@ -83,7 +85,7 @@ export class LogTailer {
           this.offset = r.offset + r.size;
           progressed = true;
           if (r.record.seq < this.next) continue;
-          out.push({ ...r.record, payload: Buffer.from(r.record.payload) });
+          out.push(r.record);
           bytes += r.record.payload.length;
           this.next = r.record.seq + 1;
         }

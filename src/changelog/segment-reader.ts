@@ -57,8 +57,9 @@ export class SegmentReader {
   }
 
   /**
-   * The next record. Payloads are views into the reader's buffer: copy them to keep
-   * them past the next call.
+   * The next record. Payloads are views into the reader's buffers, which it never reuses
+   * or overwrites (each refill is a new buffer), so they stay valid after later calls;
+   * holding one keeps its whole buffer (up to 4 MiB) alive.
    */
   async next(): Promise<ReadResult> {
     const offset = this.offset;

@@ -45,6 +45,7 @@ function prepend(first: Frame, rest: AsyncIterator<Frame>): AsyncIterator<Frame>
   };
 }
 
+import { SyncCoalescer } from '../util/sync-coalescer.js';
 import { AckedWatermark } from './acked-watermark.js';
 
 export interface ProcessServerOptions {
@@ -72,6 +73,8 @@ const MAX_PENDING_BYTES = 16 * 1024 * 1024;
 interface MachineCache {
   id: string;
   log: ChangeLog;
+  /** Syncs of the cache: one at a time, later requests share the next (group commit). */
+  syncer: SyncCoalescer;
   /** The connection streaming this machine now (a newer one replaces it). */
   conn: FrameConnection | undefined;
   ackedThrough: number;
@@ -211,6 +214,7 @@ export class ProcessServer {
         m = {
           id,
           log,
+          syncer: new SyncCoalescer(() => log.sync()),
           conn: undefined,
           ackedThrough: log.durableSeq,
           disks,
@@ -414,7 +418,7 @@ export class ProcessServer {
       ackScheduled = false;
       try {
         await lastAppend;
-        await m.log.sync();
+        await m.syncer.request();
       } catch (e) {
         conn.close(`cache sync failed: ${(e as Error).message}`, WireErrorCode.Internal);
         return;

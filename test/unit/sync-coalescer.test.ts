@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { SyncCoalescer } from '../../src/agent/sync-coalescer.js';
+import { SyncCoalescer } from '../../src/util/sync-coalescer.js';
 
 function settle(): Promise<void> {
   return new Promise((r) => setImmediate(r));

@@ -2,22 +2,13 @@
 // adapter. On a qemu site `vm create` defines a VM, makes its sparse disks and installs its
 // agent, registered with the configuration server: the machine is ready to protect.
 import type { Command } from 'commander';
+import type { SiteMachineJson } from '../control-plane/api/routes/site-machines.js';
 import { adminClient } from '../control-plane/client/connection.js';
 import { parseSize } from '../util/size.js';
 import { printJson, printRows } from './output.js';
 
 const CS_CONFIG_HELP = 'configuration server connection (default /var/lib/rebound/server/cli.json)';
 const enc = encodeURIComponent;
-
-interface SiteMachineJson {
-  name: string;
-  power_state: string;
-  disks: { name: string; path: string; size_bytes: number }[];
-  console_log: string | null;
-  agent_running: boolean | null;
-  held_off_by: string | null;
-  manual?: string;
-}
 
 const collect = (v: string, prev: string[]) => [...prev, v];
 

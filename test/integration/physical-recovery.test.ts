@@ -33,13 +33,9 @@ describe('failover to a physical site', { timeout: 600_000 }, () => {
       ['a', 'qemu'],
       ['p', 'physical'],
     ]);
-    const g = lab.guest;
-    await run([
-      ...['vm', 'create', 'web', '--site', 'a', '--disk', `vda=${DISK}`],
-      ...['--kernel', g.kernel, '--initrd', g.initrd, '--append', `${g.append} rebound.files=4`],
-    ]);
+    await lab.createGuestVm('web', 'a', DISK, 4);
     await run(['vm', 'start', 'web', '--site', 'a']);
-    await lab.watched((await json<{ job: JobJson }>(['protect', 'web', '--policy', 'gold'])).job.id);
+    await lab.runJob(['protect', 'web', '--policy', 'gold']);
   });
   after(async () => lab?.stop());
 

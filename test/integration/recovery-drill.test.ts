@@ -7,7 +7,6 @@
 // loses nothing written before the shutdown (the guest's clean-shutdown marker is there).
 
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import type { JobJson } from '../../src/cli/job-format.js';
 import type { ItemView } from '../../src/control-plane/items/item-view.js';
@@ -16,31 +15,15 @@ import { startVmLab, type VmLab } from '../support/vm-lab.js';
 
 const DISK = 64 * 1024 * 1024;
 
-interface SiteMachineJson {
-  name: string;
-  power_state: string;
-  console_log: string | null;
-}
-
 describe('the recovery drill with real VMs', { timeout: 900_000 }, () => {
   let lab: VmLab;
   const run = (args: string[]) => lab.run(args);
   const json = <T>(args: string[]) => lab.json<T>(args);
   const item = async () => (await json<ItemView[]>(['items']))[0]!;
-  const vm = async (site: string, name: string) =>
-    (await json<SiteMachineJson[]>(['vm', 'list', '--site', site])).find((m) => m.name === name);
-  const consoleOf = async (site: string, name: string) => {
-    const m = await vm(site, name);
-    return m?.console_log ? readFileSync(m.console_log, 'utf8') : '';
-  };
-  /** Waits for a console line; the console accumulates over boots, so count occurrences. */
-  const consoleShows = (site: string, name: string, line: RegExp, timeoutMs = 120_000) =>
-    until(
-      `'${line.source}' on the console of ${name}`,
-      async () => line.test(await consoleOf(site, name)),
-      timeoutMs,
-    );
-  const jobWatch = async (args: string[]) => lab.watched((await json<{ job: JobJson }>(args)).job.id);
+  const vm = (site: string, name: string) => lab.vm(site, name);
+  const consoleOf = (site: string, name: string) => lab.consoleOf(site, name);
+  const consoleShows = (site: string, name: string, line: RegExp) => lab.consoleShows(site, name, line);
+  const jobWatch = (args: string[]) => lab.runJob(args);
 
   /** A refused request: its exit code, its exact message, and nothing changed. */
   const refused = async (args: string[], message: string) => {
@@ -61,11 +44,7 @@ describe('the recovery drill with real VMs', { timeout: 900_000 }, () => {
       ['a', 'qemu'],
       ['b', 'qemu'],
     ]);
-    const g = lab.guest;
-    await run([
-      ...['vm', 'create', 'web', '--site', 'a', '--disk', `vda=${DISK}`],
-      ...['--kernel', g.kernel, '--initrd', g.initrd, '--append', `${g.append} rebound.files=8`],
-    ]);
+    await lab.createGuestVm('web', 'a', DISK, 8);
   });
   after(async () => lab?.stop());
 

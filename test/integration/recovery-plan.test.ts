@@ -18,11 +18,6 @@ import { startVmLab, type VmLab } from '../support/vm-lab.js';
 const DISK = 64 * 1024 * 1024;
 const MACHINES = ['db', 'app'];
 
-interface SiteMachineJson {
-  name: string;
-  power_state: string;
-  console_log: string | null;
-}
 interface GroupPointJson {
   id: string;
   kind: string;
@@ -37,16 +32,8 @@ describe('replication groups and recovery plans with real VMs', { timeout: 900_0
   const job = (id: string) => lab.job(id);
   const watched = (id: string) => lab.watched(id);
   const items = () => json<ItemView[]>(['items']);
-  const consoleOf = async (site: string, name: string) => {
-    const m = (await json<SiteMachineJson[]>(['vm', 'list', '--site', site])).find((x) => x.name === name);
-    return m?.console_log ? readFileSync(m.console_log, 'utf8') : '';
-  };
-  const consoleShows = (site: string, name: string, line: RegExp, timeoutMs = 120_000) =>
-    until(
-      `'${line.source}' on the console of ${name}`,
-      async () => line.test(await consoleOf(site, name)),
-      timeoutMs,
-    );
+  const consoleOf = (site: string, name: string) => lab.consoleOf(site, name);
+  const consoleShows = (site: string, name: string, line: RegExp) => lab.consoleShows(site, name, line);
   /** A refused request: a non-zero exit, the exact message, no job queued, no item changed. */
   const refused = async (args: string[], message: string) => {
     // What a request could change (RPO and health move on their own while protected).
@@ -71,17 +58,13 @@ describe('replication groups and recovery plans with real VMs', { timeout: 900_0
       ['a', 'qemu'],
       ['b', 'qemu'],
     ]);
-    const g = lab.guest;
     for (const m of MACHINES) {
-      await run([
-        ...['vm', 'create', m, '--site', 'a', '--disk', `vda=${DISK}`],
-        ...['--kernel', g.kernel, '--initrd', g.initrd, '--append', `${g.append} rebound.files=4`],
-      ]);
+      await lab.createGuestVm(m, 'a', DISK, 4);
       await run(['vm', 'start', m, '--site', 'a']);
     }
     for (const m of MACHINES) {
       await consoleShows('a', m, /REBOUND gen 1 written/);
-      await watched((await json<{ job: JobJson }>(['protect', m, '--policy', 'gold'])).job.id);
+      await lab.runJob(['protect', m, '--policy', 'gold']);
     }
   });
   after(async () => lab?.stop());
@@ -171,7 +154,7 @@ describe('replication groups and recovery plans with real VMs', { timeout: 900_0
     await run(['jobs', 'confirm', tf.job.id, 'plan group tier: manual action 1']);
     await watched(tf.job.id);
     await refused(['failover', '--plan', 'p1'], "a test failover of 'db' is running: clean it up first");
-    await watched((await json<{ job: JobJson }>(['cleanup-test-failover', '--plan', 'p1'])).job.id);
+    await lab.runJob(['cleanup-test-failover', '--plan', 'p1']);
     assert.equal(await consoleOf('b', 'db-test'), '', 'the test machines are gone');
 
     // Writes go on after a fresh common point: the failover must still take that point.
@@ -214,7 +197,7 @@ describe('replication groups and recovery plans with real VMs', { timeout: 900_0
   });
 
   test('commit and reprotect through the plan only, with values for every machine', async () => {
-    await watched((await json<{ job: JobJson }>(['commit', '--plan', 'p1'])).job.id);
+    await lab.runJob(['commit', '--plan', 'p1']);
     for (const m of MACHINES) await run(['vm', 'shutdown', m, '--site', 'a', '--timeout', '0']);
     await refused(
       ['reprotect', 'db', '--datastore', 'default'],
@@ -227,7 +210,7 @@ describe('replication groups and recovery plans with real VMs', { timeout: 900_0
       "reprotect of recovery plan 'p1' needs values for every machine: none given for 'app'",
     );
     writeFileSync(values, JSON.stringify({ db: { datastore: 'default' }, app: { datastore: 'default' } }));
-    await watched((await json<{ job: JobJson }>(['reprotect', '--plan', 'p1', '--values', values])).job.id);
+    await lab.runJob(['reprotect', '--plan', 'p1', '--values', values]);
     const after = await items();
     assert.deepEqual(
       after.map((i) => [i.machine_name, i.state, i.direction]),

@@ -3,7 +3,7 @@
 // machine appears in the inventory at that site, ready to protect); power actions and
 // deletion act on the VM. On a physical site each action answers what the operator must do.
 import { join } from 'node:path';
-import { Type } from '@sinclair/typebox';
+import { type Static, Type } from '@sinclair/typebox';
 import type { SiteMachine } from '../../../sites/site-adapter.js';
 import type { ServerContext } from '../../context.js';
 import type { Site } from '../../db/schema.js';
@@ -22,6 +22,9 @@ const SiteMachineSchema = Type.Object({
   held_off_by: Type.Union([Type.String(), Type.Null()]),
   manual: Type.Optional(Type.String()),
 });
+
+/** A machine at a site as the API (and `rebound vm list --json`) shows it. */
+export type SiteMachineJson = Static<typeof SiteMachineSchema>;
 
 const json = (m: SiteMachine, manual?: string) => ({
   name: m.name,

@@ -356,7 +356,7 @@ export class ProcessServer {
     // resumeFrom says the cache holds everything before it: make that true on disk first
     // (a previous connection may have ended between an append and its sync).
     try {
-      await m.log.sync();
+      await m.syncer.request();
     } catch (e) {
       conn.close(`cache sync failed: ${(e as Error).message}`, WireErrorCode.Internal);
       return;

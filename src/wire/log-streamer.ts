@@ -46,7 +46,10 @@ export interface LogStreamerOptions {
   onAck: (seq: number) => Promise<void>;
   /** The same, called at once for every ack (cheap bookkeeping only). */
   onAckNow?: (seq: number) => void;
-  /** Records are written but not durable and nothing else will sync them: do it. */
+  /**
+   * Records are written but not durable: sync them. Called whenever the streamer sees
+   * such records, so it must coalesce calls that overlap a running sync (SyncCoalescer).
+   */
   makeDurable?: () => Promise<void>;
   /** Frames of other types from the receiver; throw to close the connection (default: all refused). */
   onFrame?: (f: Frame) => Promise<void>;
@@ -141,7 +144,6 @@ export class LogStreamer {
   private ackToActOn = 0;
   private actedOnAck = 0;
   private actingOnAck: Promise<void> | undefined;
-  private makingDurable: Promise<void> | undefined;
   /** Ends the wait before the next reconnection (stop). */
   private wakeRetry: (() => void) | undefined;
   /** Per stream, across reconnects: whether lz4 pays for this machine's data. */
@@ -355,21 +357,14 @@ export class LogStreamer {
     }
   }
 
-  /** Starts makeDurable when records are written but not durable and none is running. */
+  /**
+   * Asks for a sync when records are written but not durable. makeDurable coalesces
+   * (a request while a sync runs joins the next one), so asking on every pass costs
+   * nothing more; a failure is the log owner's to report.
+   */
   private askDurable(): void {
     const { log, makeDurable } = this.opts;
-    if (!makeDurable || this.makingDurable || log.lastWritten <= log.durableSeq) return;
-    this.makingDurable = makeDurable().then(
-      () => {
-        this.makingDurable = undefined;
-        // Written while it ran: the next sync starts now (group commit), while live.
-        if (!this.stopped) this.askDurable();
-      },
-      (e: Error) => {
-        this.makingDurable = undefined;
-        this.opts.logger.warn({ err: e.message }, `${this.opts.what}: sync failed`);
-      },
-    );
+    if (makeDurable && log.lastWritten > log.durableSeq) void makeDurable().catch(() => undefined);
   }
 
   /** Waits until everything sent is acknowledged, or the session ends. */

@@ -13,7 +13,7 @@ import { dataPlaneId } from '../items/data-plane.js';
 import type { ItemRows } from '../items/item-rows.js';
 import type { ReplicationGroup } from './groups.js';
 import { groupMembers } from './groups.js';
-import { machineSite, siteMachine } from './machine-ops.js';
+import { type MachineAtSite, machineSite, siteMachine } from './machine-ops.js';
 import { recoveryMt } from './mt-ops.js';
 
 /** A held barrier releases itself after this long even if the server dies in between. */
@@ -21,6 +21,8 @@ const HOLD_TIMEOUT_MS = 10_000;
 
 interface MemberAgent {
   rows: ItemRows;
+  /** Its site and adapter (the app-consistent point freezes through them). */
+  at: MachineAtSite;
   dataDir: string;
 }
 
@@ -32,13 +34,14 @@ async function memberAgents(
   if (members.length === 0) throw new Error(`replication group '${g.name}' has no machines`);
   const out: MemberAgent[] = [];
   for (const r of members) {
-    const m = await siteMachine(await machineSite(ctx, r.machine), r.machine.name);
+    const at = await machineSite(ctx, r.machine);
+    const m = await siteMachine(at, r.machine.name);
     if (!m.agent?.running) {
       throw new Error(
         `the agent of machine '${r.machine.name}' is not running: group '${g.name}' can take no common point now`,
       );
     }
-    out.push({ rows: r, dataDir: m.agent.dataDir });
+    out.push({ rows: r, at, dataDir: m.agent.dataDir });
   }
   return out;
 }
@@ -75,7 +78,7 @@ async function appPoint(
   const tag = `group:${g.name}:${ctx.now()}`;
   try {
     for (const a of agents) {
-      const at = await machineSite(ctx, a.rows.machine);
+      const { at } = a;
       if (!at.adapter.freeze || !at.adapter.thaw) {
         throw new Error(
           `site '${at.site.name}' cannot freeze '${a.rows.machine.name}': no app-consistent group point`,

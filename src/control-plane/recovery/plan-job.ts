@@ -108,7 +108,7 @@ function scriptStep(p: PlanJobParams, g: PlanJobGroup, phase: 'pre' | 'post'): S
     name: `plan group ${g.name}: ${phase} script`,
     // A script may not be safe to run twice: after a restart in its middle the job fails, saying so.
     resumable: false,
-    async run(s) {
+    async run() {
       const r = await runHook(`the ${phase} script of plan group '${g.name}'`, script, SCRIPT_TIMEOUT_MS, {
         REBOUND_PLAN: p.planName,
         REBOUND_PLAN_GROUP: g.name,

@@ -39,8 +39,9 @@ export async function planJobParams(
 ): Promise<PlanJobParams> {
   const point = body.point ?? 'latest';
   const common = op === 'test-failover' || (op === 'failover' && !body.planned);
+  const planGroups = parsePlanGroups(plan.groups_json);
   const loaded: { group: string; item: Item; name: string; partner: string | undefined }[] = [];
-  for (const g of parsePlanGroups(plan.groups_json)) {
+  for (const g of planGroups) {
     for (const id of g.items) {
       const item = await ctx.db.selectFrom('items').selectAll().where('id', '=', id).executeTakeFirst();
       if (!item)
@@ -76,7 +77,7 @@ export async function planJobParams(
     );
   }
   const groups: PlanJobGroup[] = [];
-  for (const g of parsePlanGroups(plan.groups_json)) {
+  for (const g of planGroups) {
     const members = loaded.filter((l) => l.group === g.name);
     const commonPoints = new Map<string, PlanCommonPoint>();
     const out: PlanJobGroup = {

@@ -104,7 +104,10 @@ export async function startNbdkit(image: string): Promise<BenchServer> {
 
 /** `rebound agent serve` on `image` with capture into `dataDir`, ready at its "agent ready" line. */
 export async function startRebound(image: string, dataDir: string, logLimit: string): Promise<BenchServer> {
+  // REBOUND_BENCH_CPU_PROF=DIR: the agent writes a V8 CPU profile into DIR at exit.
+  const prof = process.env.REBOUND_BENCH_CPU_PROF;
   const args = [
+    ...(prof ? ['--cpu-prof', '--cpu-prof-dir', prof] : []),
     reboundCli,
     'agent',
     'serve',

@@ -12,7 +12,7 @@ import { isSystemTag, SYSTEM_TAG_PREFIX } from '../resync/markers.js';
 type NewRecordType = RecordType.Write | RecordType.Zero | RecordType.Trim;
 
 import type { NbdExport } from '../nbd/export.js';
-import { BlockStore } from '../storage/block-store.js';
+import { BlockStore, SYNC_WRITE_MAX } from '../storage/block-store.js';
 import { FileExport } from '../storage/file-export.js';
 import { SyncCoalescer } from '../util/sync-coalescer.js';
 import type { AckGate } from './ack-gate.js';
@@ -406,6 +406,39 @@ export class Agent {
     const forget = () => this.inflight.delete(p);
     p.then(forget, forget);
     return p;
+  }
+
+  /**
+   * The fast path of a small WRITE: when nothing can make it wait (no overlapping change
+   * in flight, room in the log, nothing queued in the log, no barrier), logs it and writes
+   * the disk on this thread, in the same order as applyChange. Returns false, having done
+   * nothing, when it cannot; then the caller uses change(). Throws only when the disk
+   * write failed after the record was logged (the range is then marked resync required).
+   */
+  writeNow(disk: CapturedDisk, offset: number, data: Buffer): boolean {
+    if (this.closing || this.barrier.held || data.length > SYNC_WRITE_MAX) return false;
+    if (!disk.locks.isFree(offset, data.length) || !this.log.hasRoom(data.length)) return false;
+    const seq = this.log.appendNow({
+      type: RecordType.Write,
+      flags: 0,
+      disk: disk.record.id,
+      time: Date.now(),
+      offset,
+      length: data.length,
+      payload: data,
+    });
+    if (seq === undefined) return false;
+    this.congestion?.noteRoom();
+    try {
+      disk.store.writeNow(data, offset);
+    } catch (e) {
+      this.noteUnlogged();
+      void disk.bitmap.mark(offset, data.length).catch(() => undefined);
+      throw e;
+    } finally {
+      this.complete(seq);
+    }
+    return true;
   }
 
   private async applyChange(

@@ -32,6 +32,10 @@ export class CaptureExport implements NbdExport {
     return this.agent.change(this.disk, RecordType.Write, offset, data.length, { data, fua });
   }
 
+  writeNow(offset: number, data: Buffer): boolean {
+    return this.agent.writeNow(this.disk, offset, data);
+  }
+
   writeZeroes(offset: number, length: number, opts: { noHole: boolean; fua: boolean }): Promise<void> {
     return this.agent.change(this.disk, RecordType.Zero, offset, length, opts);
   }

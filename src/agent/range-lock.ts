@@ -29,6 +29,13 @@ export class RangeLock {
     };
   }
 
+  /** Whether [offset, offset+length) overlaps no held range (a change may then run at once). */
+  isFree(offset: number, length: number): boolean {
+    const end = offset + Math.max(length, 1);
+    for (const h of this.held) if (h.start < end && offset < h.end) return false;
+    return true;
+  }
+
   get size(): number {
     return this.held.length;
   }

@@ -335,26 +335,61 @@ export class ChangeLog {
             ? writevSync(this.fh!.fd, rest, seg.bytes + done)
             : (await this.fh!.writev(rest, seg.bytes + done)).bytesWritten;
       }
-      seg.bytes += bytes;
-      this._bytes += bytes;
       this.queuedBytes -= bytes;
-      this._lastWritten = batch.at(-1)!.seq;
+      this.wrote(seg, bytes, batch.at(-1)!.seq);
       for (const p of batch) p.resolve();
-      const advanced = this.writtenAdvanced;
-      this.writtenAdvanced = deferred();
-      advanced.resolve();
     } catch (e) {
-      // The log volume failed (e.g. ENOSPC): refuse this batch and everything after it.
-      // Callers fall back to the dirty bitmap; the partial tail is cut on the next open.
-      this.failed = e as Error;
-      this.opts.logger?.error(
-        { err: e },
-        'change log: append failed; further changes go to the dirty bitmap',
-      );
-      for (const p of [...batch, ...this.queue]) p.reject(this.failed);
-      this.queuedBytes = 0;
-      this.queue = [];
+      this.fail(e as Error, batch);
     }
+  }
+
+  /**
+   * Appends a small record and writes it at once, on the caller's thread, when nothing
+   * is queued ahead of it; returns its seq, or undefined when it cannot (then nothing
+   * happened: the caller uses append()). The NBD write fast path: no promise, no turn
+   * of the event loop between the request and its record.
+   */
+  appendNow(rec: NewRecord): number | undefined {
+    const seg = this.segments.at(-1);
+    if (this.opts.readOnly || this.failed || this.writing || this.queue.length) return undefined;
+    if (!seg || !this.fh || seg.bytes >= this.opts.segmentBytes || rec.payload.length > SYNC_WRITE_MAX)
+      return undefined;
+    const seq = this._nextSeq++;
+    const header = encodeHeader({ ...rec, seq }, rec.payload);
+    const bytes = HEADER_SIZE + rec.payload.length;
+    try {
+      let done = writevSync(this.fh.fd, rec.payload.length ? [header, rec.payload] : [header], seg.bytes);
+      while (done < bytes)
+        done += writevSync(this.fh.fd, skipBytes([header, rec.payload], done), seg.bytes + done);
+    } catch (e) {
+      this._nextSeq = seq; // nothing after it was handed out: the seq is not used
+      this.fail(e as Error, []);
+      return undefined;
+    }
+    this.wrote(seg, bytes, seq);
+    return seq;
+  }
+
+  /** Bookkeeping after bytes through seq reached the current segment. */
+  private wrote(seg: Segment, bytes: number, lastSeq: number): void {
+    seg.bytes += bytes;
+    this._bytes += bytes;
+    this._lastWritten = lastSeq;
+    const advanced = this.writtenAdvanced;
+    this.writtenAdvanced = deferred();
+    advanced.resolve();
+  }
+
+  /**
+   * The log volume failed (e.g. ENOSPC): refuse these records and everything after them.
+   * Callers fall back to the dirty bitmap; the partial tail is cut on the next open.
+   */
+  private fail(e: Error, batch: Pending[]): void {
+    this.failed = e;
+    this.opts.logger?.error({ err: e }, 'change log: append failed; further changes go to the dirty bitmap');
+    for (const p of [...batch, ...this.queue]) p.reject(e);
+    this.queuedBytes = 0;
+    this.queue = [];
   }
 
   /**

@@ -234,6 +234,15 @@ export class NbdConnection {
     }
   }
 
+  /** Writes a reply at once, uncorked (when no other reply of this turn can join it). */
+  private sendNow(buf: Buffer): void {
+    if (this.closed) return;
+    this.unsent++;
+    this.socket.write(buf, () => {
+      if (--this.unsent <= MAX_UNSENT_REPLIES) this.wakeCapacity();
+    });
+  }
+
   private uncork(): void {
     if (!this.corked) return;
     this.corked = false;
@@ -425,9 +434,34 @@ export class NbdConnection {
           return;
         }
         payload = await this.readPayload(req.length);
+        if (this.writeNow(exp, req, payload)) continue;
       }
       this.dispatch(exp, req, payload);
     }
+  }
+
+  /**
+   * A WRITE the export can do at once (NbdExport.writeNow): no promise per request, and
+   * when no other request is waiting to be read the reply leaves at once rather than at
+   * the end of the turn. Through nbdfuse + loop a client has one request in flight, so
+   * each write's round trip is what it waits for.
+   */
+  private writeNow(exp: NbdExport, req: Request, payload: Buffer): boolean {
+    if (!exp.writeNow || exp.readOnly || req.flags & CMD_FLAG.FUA) return false;
+    if (req.length === 0 || req.offset + req.length > exp.size) return false;
+    try {
+      if (!exp.writeNow(req.offset, payload)) return false;
+    } catch (e) {
+      payloadPool.release(payload);
+      if (!(e instanceof NbdError))
+        this.log.error({ err: e, type: req.type, offset: req.offset }, 'NBD request failed');
+      this.sendError(req, nbdErrorCode(e), String((e as Error | undefined)?.message ?? e));
+      return true;
+    }
+    payloadPool.release(payload);
+    if (this.corked || this.rb.length >= REQUEST_HEADER_SIZE) this.ok(req);
+    else this.sendNow(encodeSimpleReply(req.cookie, 0));
+    return true;
   }
 
   private dispatch(exp: NbdExport, req: Request, payload: Buffer | undefined): void {

@@ -61,14 +61,17 @@ export class BlockStore {
 
   async write(data: Buffer, offset: number): Promise<void> {
     let done = 0;
-    if (data.length <= SYNC_WRITE_MAX) {
-      while (done < data.length) done += writeSync(this.fh.fd, data, done, data.length - done, offset + done);
-      return;
-    }
+    if (data.length <= SYNC_WRITE_MAX) return this.writeNow(data, offset);
     while (done < data.length) {
       const { bytesWritten } = await this.fh.write(data, done, data.length - done, offset + done);
       done += bytesWritten;
     }
+  }
+
+  /** Writes a small buffer on the caller's thread (cheaper than a thread-pool round trip). */
+  writeNow(data: Buffer, offset: number): void {
+    let done = 0;
+    while (done < data.length) done += writeSync(this.fh.fd, data, done, data.length - done, offset + done);
   }
 
   /**

@@ -131,6 +131,45 @@ describe('ChangeLog', () => {
     await log.close();
   });
 
+  it('appendNow writes at once when nothing is queued, and steps aside otherwise', async () => {
+    const dir = freshDir();
+    const log = await ChangeLog.open(dir, TWO_PER_SEGMENT);
+    const rec = (i: number) => ({
+      type: RecordType.Write as const,
+      flags: 0,
+      disk: 1,
+      time: 1000 + i,
+      offset: i * 4096,
+      length: PAYLOAD,
+      payload: payloadFor(i),
+    });
+    // No segment open yet: the first record must go through append(), which creates one.
+    assert.equal(log.appendNow(rec(1)), undefined);
+    assert.equal(await appendOne(log, 1), 1);
+    await new Promise((r) => setImmediate(r));
+    assert.equal(log.appendNow(rec(2)), 2);
+    assert.equal(log.lastWritten, 2, 'written before it returns');
+    // The segment is full (two records): rotation is append()'s job.
+    assert.equal(log.appendNow(rec(3)), undefined);
+    assert.equal(log.nextSeq, 3, 'a refused appendNow hands out no sequence');
+    const queued = log.append(rec(3));
+    // While a batch is queued or being written, appendNow would overtake it.
+    assert.equal(log.appendNow(rec(4)), undefined);
+    await queued.written;
+    await new Promise((r) => setImmediate(r));
+    assert.equal(log.appendNow(rec(4)), 4);
+    assert.equal(log.appendNow({ ...rec(5), payload: Buffer.alloc(65 * 1024) }), undefined, 'large payloads go async');
+    assert.deepEqual(await seqsOf(log), [1, 2, 3, 4]);
+    const recs = await collect(log);
+    assert.deepEqual(recs[1].payload, payloadFor(2));
+    assert.deepEqual(recs[3].payload, payloadFor(4));
+    await log.close();
+    const again = await ChangeLog.open(dir, TWO_PER_SEGMENT);
+    assert.deepEqual(await seqsOf(again), [1, 2, 3, 4]);
+    assert.equal(again.nextSeq, 5);
+    await again.close();
+  });
+
   it('concurrent appends are written in sequence order', async () => {
     const dir = freshDir();
     const log = await ChangeLog.open(dir, { maxBytes: 1 << 30, segmentBytes: 1 << 30 });

@@ -136,4 +136,15 @@ describe('RangeLock', () => {
     waiter.release!();
     assert.equal(lock.size, 0);
   });
+
+  it('isFree tells whether a range overlaps a held one', async () => {
+    const lock = new RangeLock();
+    const a = await lock.acquire(4096, 4096);
+    assert.equal(lock.isFree(0, 4096), true, 'adjacent below');
+    assert.equal(lock.isFree(8192, 4096), true, 'adjacent above');
+    assert.equal(lock.isFree(8191, 2), false);
+    assert.equal(lock.isFree(4096, 0), false, 'an empty range at a held offset counts as one byte');
+    a();
+    assert.equal(lock.isFree(4096, 4096), true);
+  });
 });

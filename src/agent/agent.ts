@@ -97,6 +97,10 @@ export class Agent {
   private logFullWarned = false;
   /** Changes between their log append and their disk write: a clean stop waits for them. */
   private readonly inflight = new Set<Promise<void>>();
+  /** Acknowledged fast-path writes that fell back to change() after a log failure. */
+  private readonly lateWrites = new Set<Promise<void>>();
+  /** The first error of a write that failed after it was acknowledged (see writeNow). */
+  private lateWriteError: Error | undefined;
   /** Changes marked in a dirty bitmap instead of the log, since the start (see resync.ts). */
   unloggedCount = 0;
   /**
@@ -409,15 +413,20 @@ export class Agent {
   }
 
   /**
-   * The fast path of a small WRITE: when nothing can make it wait (no overlapping change
-   * in flight, room in the log, nothing queued in the log, no barrier), logs it and writes
-   * the disk on this thread, in the same order as applyChange. Returns false, having done
-   * nothing, when it cannot; then the caller uses change(). Throws only when the disk
-   * write failed after the record was logged (the range is then marked resync required).
+   * The fast path of a small WRITE without FUA. When nothing can make it wait (no
+   * overlapping change in flight, room in the log, nothing queued in the log, no
+   * barrier), calls ack() (the NBD reply), then logs the change and writes the disk on
+   * this thread, in applyChange's order, before anything else runs: a READ or FLUSH
+   * that follows the reply sees it. The reply leaves first so that the client works
+   * while these two writes run. Returns false, having done nothing, when it cannot.
+   * A write that fails after ack() falls back to the bitmap (as applyChange does) and
+   * the next FLUSH reports the error (takeLateWriteError).
    */
-  writeNow(disk: CapturedDisk, offset: number, data: Buffer): boolean {
+  writeNow(disk: CapturedDisk, offset: number, data: Buffer, ack: () => void): boolean {
     if (this.closing || this.barrier.held || data.length > SYNC_WRITE_MAX) return false;
     if (!disk.locks.isFree(offset, data.length) || !this.log.hasRoom(data.length)) return false;
+    if (!this.log.canAppendNow(data.length)) return false;
+    ack();
     const seq = this.log.appendNow({
       type: RecordType.Write,
       flags: 0,
@@ -427,18 +436,37 @@ export class Agent {
       length: data.length,
       payload: data,
     });
-    if (seq === undefined) return false;
+    if (seq === undefined) {
+      // The log volume failed just now: the usual path marks the range resync required
+      // and writes the disk. `data` goes back to the server's pool when this returns.
+      const late: Promise<void> = this.change(disk, RecordType.Write, offset, data.length, {
+        data: Buffer.from(data),
+      })
+        .catch((e: Error) => {
+          this.lateWriteError ??= e;
+        })
+        .finally(() => this.lateWrites.delete(late));
+      this.lateWrites.add(late);
+      return true;
+    }
     this.congestion?.noteRoom();
     try {
       disk.store.writeNow(data, offset);
     } catch (e) {
       this.noteUnlogged();
+      this.lateWriteError ??= e as Error;
       void disk.bitmap.mark(offset, data.length).catch(() => undefined);
-      throw e;
     } finally {
       this.complete(seq);
     }
     return true;
+  }
+
+  /** The first error of a write that failed after its reply, once (a FLUSH reports it). */
+  takeLateWriteError(): Error | undefined {
+    const e = this.lateWriteError;
+    this.lateWriteError = undefined;
+    return e;
   }
 
   private async applyChange(
@@ -562,7 +590,9 @@ export class Agent {
   }
 
   /** NBD FLUSH: every change acknowledged so far, on any disk or connection, becomes durable. */
-  flush(opts?: MarkerOptions): Promise<number | undefined> {
+  async flush(opts?: MarkerOptions): Promise<number | undefined> {
+    // Writes already acknowledged that fell back to the slow path belong before this point.
+    if (this.lateWrites.size) await Promise.all(this.lateWrites);
     return this.marker(RecordType.Flush, undefined, opts);
   }
 

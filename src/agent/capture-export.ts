@@ -32,8 +32,8 @@ export class CaptureExport implements NbdExport {
     return this.agent.change(this.disk, RecordType.Write, offset, data.length, { data, fua });
   }
 
-  writeNow(offset: number, data: Buffer): boolean {
-    return this.agent.writeNow(this.disk, offset, data);
+  writeNow(offset: number, data: Buffer, ack: () => void): boolean {
+    return this.agent.writeNow(this.disk, offset, data, ack);
   }
 
   writeZeroes(offset: number, length: number, opts: { noHole: boolean; fua: boolean }): Promise<void> {
@@ -48,6 +48,8 @@ export class CaptureExport implements NbdExport {
 
   async flush(): Promise<void> {
     await this.agent.flush();
+    const late = this.agent.takeLateWriteError();
+    if (late) throw late;
   }
 
   blockStatus(offset: number, length: number): Extent[] {

@@ -350,17 +350,15 @@ export class ChangeLog {
    * of the event loop between the request and its record.
    */
   appendNow(rec: NewRecord): number | undefined {
-    const seg = this.segments.at(-1);
-    if (this.opts.readOnly || this.failed || this.writing || this.queue.length) return undefined;
-    if (!seg || !this.fh || seg.bytes >= this.opts.segmentBytes || rec.payload.length > SYNC_WRITE_MAX)
-      return undefined;
+    if (!this.canAppendNow(rec.payload.length)) return undefined;
+    const seg = this.segments.at(-1)!;
+    const fd = this.fh!.fd;
     const seq = this._nextSeq++;
     const header = encodeHeader({ ...rec, seq }, rec.payload);
     const bytes = HEADER_SIZE + rec.payload.length;
     try {
-      let done = writevSync(this.fh.fd, rec.payload.length ? [header, rec.payload] : [header], seg.bytes);
-      while (done < bytes)
-        done += writevSync(this.fh.fd, skipBytes([header, rec.payload], done), seg.bytes + done);
+      let done = writevSync(fd, rec.payload.length ? [header, rec.payload] : [header], seg.bytes);
+      while (done < bytes) done += writevSync(fd, skipBytes([header, rec.payload], done), seg.bytes + done);
     } catch (e) {
       this._nextSeq = seq; // nothing after it was handed out: the seq is not used
       this.fail(e as Error, []);
@@ -368,6 +366,16 @@ export class ChangeLog {
     }
     this.wrote(seg, bytes, seq);
     return seq;
+  }
+
+  /**
+   * Whether appendNow() of a record with this payload size would write it (it can still
+   * fail, if the write itself fails).
+   */
+  canAppendNow(payloadLength: number): boolean {
+    if (this.opts.readOnly || this.failed || this.writing || this.queue.length) return false;
+    const seg = this.segments.at(-1);
+    return !!seg && !!this.fh && seg.bytes < this.opts.segmentBytes && payloadLength <= SYNC_WRITE_MAX;
   }
 
   /** Bookkeeping after bytes through seq reached the current segment. */

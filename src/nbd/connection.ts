@@ -442,25 +442,19 @@ export class NbdConnection {
 
   /**
    * A WRITE the export can do at once (NbdExport.writeNow): no promise per request, and
-   * when no other request is waiting to be read the reply leaves at once rather than at
-   * the end of the turn. Through nbdfuse + loop a client has one request in flight, so
+   * the reply leaves before the export's own writes (at once, when no other request is
+   * waiting to be read). Through nbdfuse + loop a client has one request in flight, so
    * each write's round trip is what it waits for.
    */
   private writeNow(exp: NbdExport, req: Request, payload: Buffer): boolean {
     if (!exp.writeNow || exp.readOnly || req.flags & CMD_FLAG.FUA) return false;
     if (req.length === 0 || req.offset + req.length > exp.size) return false;
-    try {
-      if (!exp.writeNow(req.offset, payload)) return false;
-    } catch (e) {
-      payloadPool.release(payload);
-      if (!(e instanceof NbdError))
-        this.log.error({ err: e, type: req.type, offset: req.offset }, 'NBD request failed');
-      this.sendError(req, nbdErrorCode(e), String((e as Error | undefined)?.message ?? e));
-      return true;
-    }
+    const ack = () => {
+      if (this.corked || this.rb.length >= REQUEST_HEADER_SIZE) this.ok(req);
+      else this.sendNow(encodeSimpleReply(req.cookie, 0));
+    };
+    if (!exp.writeNow(req.offset, payload, ack)) return false;
     payloadPool.release(payload);
-    if (this.corked || this.rb.length >= REQUEST_HEADER_SIZE) this.ok(req);
-    else this.sendNow(encodeSimpleReply(req.cookie, 0));
     return true;
   }
 

@@ -17,11 +17,12 @@ export interface NbdExport {
    */
   write(offset: number, data: Buffer, fua: boolean): Promise<void>;
   /**
-   * Optional fast path of a WRITE without FUA: does it now, on this thread, and returns
-   * true; or does nothing and returns false (then the server calls write()). Throws if
-   * the write failed. `data` is reused as soon as it returns.
+   * Optional fast path of a WRITE without FUA: calls ack() (which sends the reply), does
+   * the write on this thread before returning, and returns true; or does nothing and
+   * returns false (then the server calls write()). An error after ack() is reported by
+   * the next flush(). `data` is reused as soon as it returns.
    */
-  writeNow?(offset: number, data: Buffer): boolean;
+  writeNow?(offset: number, data: Buffer, ack: () => void): boolean;
   writeZeroes(offset: number, length: number, opts: { noHole: boolean; fua: boolean }): Promise<void>;
   trim(offset: number, length: number, fua: boolean): Promise<void>;
   /** Makes every write acknowledged so far, on any connection, durable. */

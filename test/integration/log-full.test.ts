@@ -2,7 +2,9 @@
 // persistent dirty-region bitmap ("resync required"): never an unbounded
 // queue, never silent loss; flushes keep working.
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { runCli, startAgent } from '../support/agent-process.js';
@@ -61,5 +63,44 @@ describe('a full change log', { timeout: 120_000 }, () => {
     const text = await runCli(['agent', 'log', '--data-dir', dataDir]);
     assert.match(text.stdout, /resync required: \d+ regions, [\d.]+ [KMG]iB/);
     assert.equal(await agent.stop(), 0);
+  });
+
+  test('a log volume that fills up: every acknowledged write lands on the disk, resync required', async (t) => {
+    // The log fails on its volume (ENOSPC) below its size limit. Small writes take the
+    // agent's fast path, which acknowledges before it writes the log: the write that
+    // meets the failure must still reach the disk and be marked resync required.
+    const mnt = join(dir, 'small-volume');
+    mkdirSync(mnt);
+    try {
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=3m', 'tmpfs', mnt], { stdio: 'ignore' });
+    } catch {
+      t.skip('cannot mount a tmpfs here (needs root)');
+      return;
+    }
+    try {
+      const disk = sparseImage(join(dir, 'disk-small-volume.img'), 64 * MiB);
+      const agent = await startAgent(['--data-dir', join(mnt, 'agent'), '--disk', `disk0=${disk}`]);
+      const c = await TestNbdClient.connect({ port: agent.port }, 'disk0');
+      const data = randomBytes(6 * MiB); // twice what the volume holds
+      for (let o = 0; o < data.length; o += 4 * KiB) await c.write(o, data.subarray(o, o + 4 * KiB));
+      await c.flush(); // the disks and the bitmap are durable; the failed log is not needed
+      assert.ok((await c.read(0, data.length)).equals(data), 'the disk has every acknowledged write');
+      await c.disconnect();
+      assert.match(agent.stderr(), /change log: append failed; further changes go to the dirty bitmap/);
+      const s = JSON.parse(
+        (await runCli(['agent', 'log', '--json', '--data-dir', join(mnt, 'agent')])).stdout,
+      );
+      const dirty = s.disks[0].resyncRequired as { offset: number; length: number }[];
+      const covered = (off: number, len: number) =>
+        dirty.some((r) => r.offset <= off && off + len <= r.offset + r.length);
+      const lastLogged = s.log.lastSeq as number;
+      // Writes are sequential, one per 4 KiB: every one after the last logged is resync required.
+      const firstUnlogged = lastLogged * 4 * KiB; // seq n wrote offset (n - 1) * 4 KiB
+      assert.ok(firstUnlogged < data.length, `the log failed before the end (last seq ${lastLogged})`);
+      assert.ok(covered(firstUnlogged, data.length - firstUnlogged), JSON.stringify({ lastLogged, dirty }));
+      await agent.stop();
+    } finally {
+      execFileSync('umount', ['-l', mnt], { stdio: 'ignore' });
+    }
   });
 });

@@ -158,7 +158,11 @@ describe('ChangeLog', () => {
     await queued.written;
     await new Promise((r) => setImmediate(r));
     assert.equal(log.appendNow(rec(4)), 4);
-    assert.equal(log.appendNow({ ...rec(5), payload: Buffer.alloc(65 * 1024) }), undefined, 'large payloads go async');
+    assert.equal(
+      log.appendNow({ ...rec(5), payload: Buffer.alloc(65 * 1024) }),
+      undefined,
+      'large payloads go async',
+    );
     assert.deepEqual(await seqsOf(log), [1, 2, 3, 4]);
     const recs = await collect(log);
     assert.deepEqual(recs[1].payload, payloadFor(2));

@@ -64,6 +64,13 @@ export interface ChangeOptions {
   data?: Buffer;
   noHole?: boolean;
   fua?: boolean;
+  /**
+   * Called once the change has its place in the log (sequence assigned, record queued),
+   * before it is written: the NBD reply may go then. From there on the change never
+   * fails to its caller; an error is kept for the next FLUSH (takeLateWriteError), which
+   * also waits for the change. Reads of its range wait for it (the range lock).
+   */
+  ack?: () => void;
 }
 
 export interface CapturedDisk {
@@ -347,6 +354,7 @@ export class Agent {
     length: number,
     flags: number,
     payload: Buffer,
+    onQueued?: () => void,
   ): Promise<number | undefined> {
     const hasRoom = () => this.log.hasRoom(payload.length);
     let room = hasRoom();
@@ -354,6 +362,7 @@ export class Agent {
     else if (this.congestion) room = await this.congestion.waitForRoom(hasRoom);
     if (room) {
       const { seq, written } = this.appendChange(disk, type, offset, length, flags, payload);
+      onQueued?.();
       try {
         await written;
         return seq;
@@ -405,11 +414,30 @@ export class Agent {
     // Held by a group barrier: not logged, not completed until the hold ends (then checked again).
     if (this.barrier.held)
       return this.barrier.wait().then(() => this.change(disk, type, offset, length, opts));
-    const p = this.applyChange(disk, type, offset, length, opts);
+    let acked = false;
+    const ack =
+      opts.ack &&
+      (() => {
+        acked = true;
+        opts.ack!();
+      });
+    const p = this.applyChange(disk, type, offset, length, opts, ack);
     this.inflight.add(p);
     const forget = () => this.inflight.delete(p);
     p.then(forget, forget);
-    return p;
+    if (!ack) return p;
+    const settled = p.catch((e: Error) => {
+      if (!acked) throw e;
+      this.lateWriteError ??= e;
+    });
+    this.trackAcknowledged(settled);
+    return settled;
+  }
+
+  /** A change that is (or may be) acknowledged before it ends: the next FLUSH waits for it. */
+  private trackAcknowledged(p: Promise<void>): void {
+    const tracked: Promise<void> = p.catch(() => undefined).finally(() => this.lateWrites.delete(tracked));
+    this.lateWrites.add(tracked);
   }
 
   /**
@@ -439,14 +467,12 @@ export class Agent {
     if (seq === undefined) {
       // The log volume failed just now: the usual path marks the range resync required
       // and writes the disk. `data` goes back to the server's pool when this returns.
-      const late: Promise<void> = this.change(disk, RecordType.Write, offset, data.length, {
-        data: Buffer.from(data),
-      })
-        .catch((e: Error) => {
+      const late = this.change(disk, RecordType.Write, offset, data.length, { data: Buffer.from(data) });
+      this.trackAcknowledged(
+        late.catch((e: Error) => {
           this.lateWriteError ??= e;
-        })
-        .finally(() => this.lateWrites.delete(late));
-      this.lateWrites.add(late);
+        }),
+      );
       return true;
     }
     this.congestion?.noteRoom();
@@ -475,12 +501,13 @@ export class Agent {
     offset: number,
     length: number,
     opts: ChangeOptions,
+    ack?: () => void,
   ): Promise<void> {
     const release = await disk.locks.acquire(offset, length);
     let seq: number | undefined;
     try {
       const payload = opts.data ?? Buffer.alloc(0);
-      seq = await this.logChange(disk, type, offset, length, opts.noHole ? 1 : 0, payload);
+      seq = await this.logChange(disk, type, offset, length, opts.noHole ? 1 : 0, payload, ack);
       if (type === RecordType.Write) await disk.store.write(payload, offset);
       else if (type === RecordType.Zero) await disk.store.zero(offset, length, opts.noHole ?? false);
       else await disk.store.trim(offset, length);

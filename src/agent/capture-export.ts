@@ -23,13 +23,15 @@ export class CaptureExport implements NbdExport {
   }
 
   async read(offset: number, length: number): Promise<Buffer> {
+    // A write may be acknowledged before it reaches the disk (ChangeOptions.ack).
+    if (!this.disk.locks.isFree(offset, length)) await this.disk.locks.waitFree(offset, length);
     const buf = Buffer.allocUnsafe(length);
     await this.disk.store.readInto(buf, offset);
     return buf;
   }
 
-  write(offset: number, data: Buffer, fua: boolean): Promise<void> {
-    return this.agent.change(this.disk, RecordType.Write, offset, data.length, { data, fua });
+  write(offset: number, data: Buffer, fua: boolean, ack?: () => void): Promise<void> {
+    return this.agent.change(this.disk, RecordType.Write, offset, data.length, { data, fua, ack });
   }
 
   writeNow(offset: number, data: Buffer, ack: () => void): boolean {
@@ -52,7 +54,8 @@ export class CaptureExport implements NbdExport {
     if (late) throw late;
   }
 
-  blockStatus(offset: number, length: number): Extent[] {
-    return this.disk.store.extents(offset, length);
+  blockStatus(offset: number, length: number): Extent[] | Promise<Extent[]> {
+    if (this.disk.locks.isFree(offset, length)) return this.disk.store.extents(offset, length);
+    return this.disk.locks.waitFree(offset, length).then(() => this.disk.store.extents(offset, length));
   }
 }

@@ -36,6 +36,16 @@ export class RangeLock {
     return true;
   }
 
+  /** Waits until no held range overlaps [offset, offset+length) (a read of it sees every change). */
+  async waitFree(offset: number, length: number): Promise<void> {
+    const end = offset + Math.max(length, 1);
+    for (;;) {
+      const overlap = this.held.find((h) => h.start < end && offset < h.end);
+      if (!overlap) return;
+      await overlap.done;
+    }
+  }
+
   get size(): number {
     return this.held.length;
   }

@@ -524,10 +524,24 @@ export class NbdConnection {
         } else this.send(encodeSimpleReply(req.cookie, 0), data);
         return;
       }
-      case CMD.WRITE:
-        if (length) await exp.write(offset, payload!, fua);
-        this.ok(req);
+      case CMD.WRITE: {
+        let replied = false;
+        const ack = fua
+          ? undefined
+          : () => {
+              replied = true;
+              this.ok(req);
+            };
+        try {
+          if (length) await exp.write(offset, payload!, fua, ack);
+        } catch (e) {
+          if (!replied) throw e;
+          this.log.error({ err: e, offset }, 'NBD write failed after its reply');
+          return;
+        }
+        if (!replied) this.ok(req);
         return;
+      }
       case CMD.FLUSH:
         await exp.flush();
         this.ok(req);

@@ -13,9 +13,12 @@ export interface NbdExport {
   read(offset: number, length: number): Promise<Buffer>;
   /**
    * `data` belongs to the server's buffer pool and is reused once the returned promise
-   * settles: an export that keeps the bytes longer must copy them.
+   * settles: an export that keeps the bytes longer must copy them. An export may call
+   * `ack` (given without FUA) once a READ or FLUSH sent after the reply would see the
+   * write; the server then replies at once, and the promise must not reject after that
+   * (a later failure is the next flush()'s to report).
    */
-  write(offset: number, data: Buffer, fua: boolean): Promise<void>;
+  write(offset: number, data: Buffer, fua: boolean, ack?: () => void): Promise<void>;
   /**
    * Optional fast path of a WRITE without FUA: calls ack() (which sends the reply), does
    * the write on this thread before returning, and returns true; or does nothing and

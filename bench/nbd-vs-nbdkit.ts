@@ -22,6 +22,7 @@ import {
   type ServerKind,
   snapshotRebound,
   startNbdkit,
+  startPlain,
   startRebound,
 } from './lib/servers.js';
 import { fioOnExt4, type Measurement, nbdcopyInto, qemuImgConvertInto } from './lib/workloads.js';
@@ -42,6 +43,8 @@ const USAGE = `usage: node dist/bench/nbd-vs-nbdkit.js [options]   (run as root:
   --dir DIR            where the scratch dir is made (default /var/tmp); images and source live there
   --log-limit SIZE     agent --log-limit, large enough that capture stays in the log (default 32G)
   --no-flush           run nbdcopy without --flush (the issue's exact command; measures page cache)
+  --plain              also run Rebound's NBD server without capture (bench/plain-nbd-server.ts):
+                       what the NBD layer in Node costs before any capture
   --json FILE          also write the results as JSON`;
 
 interface Options {
@@ -56,6 +59,7 @@ interface Options {
   dir: string;
   logLimit: string;
   flush: boolean;
+  plain: boolean;
   json?: string;
 }
 
@@ -85,6 +89,7 @@ function parseOptions(argv: string[]): Options {
       dir: { type: 'string', default: '/var/tmp' },
       'log-limit': { type: 'string', default: '32G' },
       'no-flush': { type: 'boolean', default: false },
+      plain: { type: 'boolean', default: false },
       json: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
@@ -111,6 +116,7 @@ function parseOptions(argv: string[]): Options {
     dir: resolve(values.dir),
     logLimit: values['log-limit'],
     flush: !values['no-flush'],
+    plain: values.plain,
     json: values.json,
   };
 }
@@ -239,7 +245,11 @@ async function oneRun(o: Options, w: Workload, kind: ServerKind, n: number, work
     await truncate(image, w.imageBytes); // fresh sparse image
     await run('sync', []); // no dirty pages of earlier runs in this measurement
     const server =
-      kind === 'nbdkit' ? await startNbdkit(image) : await startRebound(image, dataDir, o.logLimit);
+      kind === 'nbdkit'
+        ? await startNbdkit(image)
+        : kind === 'plain'
+          ? await startPlain(image)
+          : await startRebound(image, dataDir, o.logLimit);
     live.server = server;
     try {
       if (!flags[kind]) flags[kind] = await exportFlags(server.url);
@@ -334,7 +344,11 @@ async function main(): Promise<number> {
     say(
       '- servers: `nbdkit -f -i 127.0.0.1 -p PORT file disk.img` and ' +
         `\`rebound agent serve --disk disk0=disk.img --listen 127.0.0.1:0 --log-limit ${o.logLimit}\`` +
-        ' (capture on; run from a copy of dist/src taken at start), each on a fresh sparse image',
+        ' (capture on; run from a copy of dist/src taken at start)' +
+        (o.plain
+          ? ' and `node dist/bench/plain-nbd-server.js disk.img` (the same NBD server, no capture)'
+          : '') +
+        ', each on a fresh sparse image',
     );
     say(
       `- clients: \`nbdcopy${o.flush ? ' --flush' : ''} src.raw URL\`, \`qemu-img convert -n -f raw -O raw src.raw URL\`, ` +
@@ -348,12 +362,13 @@ async function main(): Promise<number> {
     log(`writing ${mib(o.size)} of random data to ${src}`);
     await makeSource(src, o.size);
     const ws = workloads(o, src);
-    const total = ws.length * o.runs * 2;
+    const kinds: ServerKind[] = o.plain ? ['nbdkit', 'rebound', 'plain'] : ['nbdkit', 'rebound'];
+    const total = ws.length * o.runs * kinds.length;
     let done = 0;
     for (let n = 1; n <= o.runs; n++) {
       for (const [i, w] of ws.entries()) {
         // Alternate which server goes first, across workloads and across runs.
-        const order: ServerKind[] = (n - 1 + i) % 2 === 0 ? ['nbdkit', 'rebound'] : ['rebound', 'nbdkit'];
+        const order = (n - 1 + i) % 2 === 0 ? kinds : [...kinds].reverse();
         for (const kind of order) {
           log(`[${++done}/${total}] ${w.id} on ${kind}, run ${n}/${o.runs}`);
           const rec = await oneRun(o, w, kind, n, work, src);
@@ -388,17 +403,24 @@ function report(o: Options, ws: Workload[], records: RunRecord[], say: (l?: stri
     return vs.length ? Math.max(...vs.map((r) => r.value!)) : undefined;
   };
   const peakOf = (rs: RunRecord[]) => rs.reduce<RssPeak | undefined>((p, r) => maxPeak(p, r.rss), undefined);
-  say(`| workload | nbdkit | rebound | ratio (rebound/nbdkit) | ≥ ${GOAL_RATIO}x | rebound peak RSS |`);
-  say('|---|---:|---:|---:|:-:|---:|');
+  const ratioText = (x: number | undefined, y: number | undefined) =>
+    x && y !== undefined ? `${(y / x).toFixed(2)}x` : 'n/a';
+  say(
+    `| workload | nbdkit | rebound | ratio (rebound/nbdkit) | ≥ ${GOAL_RATIO}x | rebound peak RSS |` +
+      (o.plain ? ' rebound NBD server without capture | its ratio |' : ''),
+  );
+  say(`|---|---:|---:|---:|:-:|---:|${o.plain ? '---:|---:|' : ''}`);
   for (const w of ws) {
     const a = best(w.id, 'nbdkit');
     const b = best(w.id, 'rebound');
     const ratio = a && b !== undefined ? b / a : undefined;
     const rss = peakOf(records.filter((r) => r.workload === w.id && r.server === 'rebound'));
+    const p = best(w.id, 'plain');
     say(
       `| ${w.label} (${w.unit}) | ${fmt(a, w.unit)} | ${fmt(b, w.unit)} | ` +
-        `${ratio === undefined ? 'n/a' : `${ratio.toFixed(2)}x`} | ${ratio === undefined ? '?' : ratio >= GOAL_RATIO ? 'yes' : 'NO'} | ` +
-        `${rss ? mib(rss.sampledPeak) : 'n/a'} |`,
+        `${ratioText(a, b)} | ${ratio === undefined ? '?' : ratio >= GOAL_RATIO ? 'yes' : 'NO'} | ` +
+        `${rss ? mib(rss.sampledPeak) : 'n/a'} |` +
+        (o.plain ? ` ${fmt(p, w.unit)} | ${ratioText(a, p)} |` : ''),
     );
   }
   say();
@@ -415,7 +437,8 @@ function report(o: Options, ws: Workload[], records: RunRecord[], say: (l?: stri
   say(`Best of ${o.runs} run(s) each; MB/s are 10^6 bytes per second; higher is better everywhere.`);
   say();
   say('Export flags as nbdinfo sees them:');
-  for (const k of ['nbdkit', 'rebound'] as const) say(`- ${k}: ${flags[k] ?? 'n/a'}`);
+  for (const k of o.plain ? (['nbdkit', 'rebound', 'plain'] as const) : (['nbdkit', 'rebound'] as const))
+    say(`- ${k}: ${flags[k] ?? 'n/a'}`);
   say();
   say('Every run:');
   say();

@@ -7,7 +7,8 @@ import { fileURLToPath } from 'node:url';
 import { exited, freePort, run, stopChild, Tail, waitExit, waitFor } from './proc.js';
 import { type RssPeak, RssSampler } from './rss.js';
 
-export type ServerKind = 'nbdkit' | 'rebound';
+/** `plain` (with --plain): Rebound's NBD server over the file without capture. */
+export type ServerKind = 'nbdkit' | 'rebound' | 'plain';
 
 /** The rebound CLI, compiled next to this bench (dist/src/cli/main.js). */
 export const REBOUND_CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
@@ -153,6 +154,35 @@ export async function startRebound(image: string, dataDir: string, logLimit: str
     }
     throw new Error(`cannot start the rebound agent: ${(e as Error).message}: ${err.toString().trim()}`);
   }
+}
+
+/** Rebound's NBD server without capture (bench/plain-nbd-server.ts), ready at its "plain ready" line. */
+export async function startPlain(image: string): Promise<BenchServer> {
+  const script = fileURLToPath(new URL('../plain-nbd-server.js', import.meta.url));
+  const child = spawn(process.execPath, [script, image], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const err = new Tail();
+  child.stderr!.on('data', (d) => err.push(d));
+  let out = '';
+  const port = await new Promise<number>((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error(`plain NBD server not ready after 30 s: ${err}`)),
+      30_000,
+    );
+    child.stdout!.on('data', (d) => {
+      out += d;
+      const m = /plain ready: nbd:\/\/127\.0\.0\.1:(\d+)/.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        resolve(Number(m[1]));
+      }
+    });
+    child.once('exit', () => {
+      clearTimeout(timer);
+      reject(new Error(`plain NBD server exited (${describeExit(child)}): ${err}`));
+    });
+  });
+  child.stdout!.resume();
+  return wrap('plain', child, `nbd://127.0.0.1:${port}`, err);
 }
 
 export interface CaptureSummary {

@@ -104,7 +104,7 @@ export async function startNbdkit(image: string): Promise<BenchServer> {
 }
 
 /** `rebound agent serve` on `image` with capture into `dataDir`, ready at its "agent ready" line. */
-export async function startRebound(image: string, dataDir: string, logLimit: string): Promise<BenchServer> {
+export function startRebound(image: string, dataDir: string, logLimit: string): Promise<BenchServer> {
   // REBOUND_BENCH_CPU_PROF=DIR: the agent writes a V8 CPU profile into DIR at exit.
   const prof = process.env.REBOUND_BENCH_CPU_PROF;
   const args = [
@@ -121,16 +121,37 @@ export async function startRebound(image: string, dataDir: string, logLimit: str
     '--log-limit',
     logLimit,
   ];
+  return startNodeServer('rebound', 'the rebound agent', args, /agent ready: nbd:\/\/127\.0\.0\.1:(\d+)/);
+}
+
+/** Rebound's NBD server without capture (bench/plain-nbd-server.ts), ready at its "plain ready" line. */
+export function startPlain(image: string): Promise<BenchServer> {
+  const script = fileURLToPath(new URL('../plain-nbd-server.js', import.meta.url));
+  return startNodeServer(
+    'plain',
+    'the plain NBD server',
+    [script, image],
+    /plain ready: nbd:\/\/127\.0\.0\.1:(\d+)/,
+  );
+}
+
+/** Runs `node ARGS` and waits (30 s at most) for `ready` on its stdout, whose group 1 is the port. */
+async function startNodeServer(
+  kind: ServerKind,
+  what: string,
+  args: string[],
+  ready: RegExp,
+): Promise<BenchServer> {
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   const err = new Tail();
   let out = '';
   child.stderr!.on('data', (d) => err.push(d));
   try {
     const port = await new Promise<number>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error('agent not ready after 30 s')), 30_000);
+      const timer = setTimeout(() => reject(new Error('not ready after 30 s')), 30_000);
       child.stdout!.on('data', (d) => {
         out += d;
-        const m = /agent ready: nbd:\/\/127\.0\.0\.1:(\d+)/.exec(out);
+        const m = ready.exec(out);
         if (m) {
           clearTimeout(timer);
           resolve(Number(m[1]));
@@ -138,7 +159,7 @@ export async function startRebound(image: string, dataDir: string, logLimit: str
       });
       child.once('exit', () => {
         clearTimeout(timer);
-        reject(new Error(`agent exited (${describeExit(child)}) before it was ready`));
+        reject(new Error(`exited (${describeExit(child)}) before it was ready`));
       });
       child.once('error', (e) => {
         clearTimeout(timer);
@@ -146,43 +167,14 @@ export async function startRebound(image: string, dataDir: string, logLimit: str
       });
     });
     child.stdout!.resume(); // keep draining stdout
-    return wrap('rebound', child, `nbd://127.0.0.1:${port}`, err);
+    return wrap(kind, child, `nbd://127.0.0.1:${port}`, err);
   } catch (e) {
     if (!exited(child)) {
       child.kill('SIGKILL');
       await waitExit(child);
     }
-    throw new Error(`cannot start the rebound agent: ${(e as Error).message}: ${err.toString().trim()}`);
+    throw new Error(`cannot start ${what}: ${(e as Error).message}: ${err.toString().trim()}`);
   }
-}
-
-/** Rebound's NBD server without capture (bench/plain-nbd-server.ts), ready at its "plain ready" line. */
-export async function startPlain(image: string): Promise<BenchServer> {
-  const script = fileURLToPath(new URL('../plain-nbd-server.js', import.meta.url));
-  const child = spawn(process.execPath, [script, image], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const err = new Tail();
-  child.stderr!.on('data', (d) => err.push(d));
-  let out = '';
-  const port = await new Promise<number>((resolve, reject) => {
-    const timer = setTimeout(
-      () => reject(new Error(`plain NBD server not ready after 30 s: ${err}`)),
-      30_000,
-    );
-    child.stdout!.on('data', (d) => {
-      out += d;
-      const m = /plain ready: nbd:\/\/127\.0\.0\.1:(\d+)/.exec(out);
-      if (m) {
-        clearTimeout(timer);
-        resolve(Number(m[1]));
-      }
-    });
-    child.once('exit', () => {
-      clearTimeout(timer);
-      reject(new Error(`plain NBD server exited (${describeExit(child)}): ${err}`));
-    });
-  });
-  child.stdout!.resume();
-  return wrap('plain', child, `nbd://127.0.0.1:${port}`, err);
 }
 
 export interface CaptureSummary {

@@ -12,7 +12,7 @@ import { isSystemTag, SYSTEM_TAG_PREFIX } from '../resync/markers.js';
 type NewRecordType = RecordType.Write | RecordType.Zero | RecordType.Trim;
 
 import type { NbdExport } from '../nbd/export.js';
-import { BlockStore, SYNC_WRITE_MAX } from '../storage/block-store.js';
+import { BlockStore } from '../storage/block-store.js';
 import { FileExport } from '../storage/file-export.js';
 import { SyncCoalescer } from '../util/sync-coalescer.js';
 import type { AckGate } from './ack-gate.js';
@@ -104,7 +104,7 @@ export class Agent {
   private logFullWarned = false;
   /** Changes between their log append and their disk write: a clean stop waits for them. */
   private readonly inflight = new Set<Promise<void>>();
-  /** Acknowledged fast-path writes that fell back to change() after a log failure. */
+  /** Changes that may be acknowledged before they end (ChangeOptions.ack, writeNow's fallback). */
   private readonly lateWrites = new Set<Promise<void>>();
   /** The first error of a write that failed after it was acknowledged (see writeNow). */
   private lateWriteError: Error | undefined;
@@ -415,29 +415,38 @@ export class Agent {
     if (this.barrier.held)
       return this.barrier.wait().then(() => this.change(disk, type, offset, length, opts));
     let acked = false;
-    const ack =
-      opts.ack &&
-      (() => {
-        acked = true;
-        opts.ack!();
-      });
-    const p = this.applyChange(disk, type, offset, length, opts, ack);
+    const ack = opts.ack;
+    const noteAck = () => {
+      acked = true;
+      ack?.();
+    };
+    const p = this.applyChange(disk, type, offset, length, ack ? { ...opts, ack: noteAck } : opts);
     this.inflight.add(p);
     const forget = () => this.inflight.delete(p);
     p.then(forget, forget);
-    if (!ack) return p;
+    return ack ? this.afterAck(p, () => acked) : p;
+  }
+
+  /**
+   * A change that may be acknowledged before it ends: the next FLUSH waits for it, and a
+   * failure once acked() is kept for that FLUSH instead of reaching the caller.
+   */
+  private afterAck(p: Promise<void>, acked: () => boolean): Promise<void> {
     const settled = p.catch((e: Error) => {
-      if (!acked) throw e;
+      if (!acked()) throw e;
       this.lateWriteError ??= e;
     });
-    this.trackAcknowledged(settled);
+    const tracked: Promise<void> = settled
+      .catch(() => undefined)
+      .finally(() => this.lateWrites.delete(tracked));
+    this.lateWrites.add(tracked);
     return settled;
   }
 
-  /** A change that is (or may be) acknowledged before it ends: the next FLUSH waits for it. */
-  private trackAcknowledged(p: Promise<void>): void {
-    const tracked: Promise<void> = p.catch(() => undefined).finally(() => this.lateWrites.delete(tracked));
-    this.lateWrites.add(tracked);
+  /** A change may have reached the disk without its log record: its range is resync required. */
+  private diverged(disk: CapturedDisk, offset: number, length: number): Promise<void> {
+    this.noteUnlogged();
+    return disk.bitmap.mark(offset, length).catch(() => undefined);
   }
 
   /**
@@ -451,9 +460,9 @@ export class Agent {
    * the next FLUSH reports the error (takeLateWriteError).
    */
   writeNow(disk: CapturedDisk, offset: number, data: Buffer, ack: () => void): boolean {
-    if (this.closing || this.barrier.held || data.length > SYNC_WRITE_MAX) return false;
-    if (!disk.locks.isFree(offset, data.length) || !this.log.hasRoom(data.length)) return false;
-    if (!this.log.canAppendNow(data.length)) return false;
+    if (this.closing || this.barrier.held || !disk.locks.isFree(offset, data.length)) return false;
+    // canAppendNow also bounds the size, so the disk write below is a small one too.
+    if (!this.log.hasRoom(data.length) || !this.log.canAppendNow(data.length)) return false;
     ack();
     const seq = this.log.appendNow({
       type: RecordType.Write,
@@ -467,11 +476,10 @@ export class Agent {
     if (seq === undefined) {
       // The log volume failed just now: the usual path marks the range resync required
       // and writes the disk. `data` goes back to the server's pool when this returns.
-      const late = this.change(disk, RecordType.Write, offset, data.length, { data: Buffer.from(data) });
-      this.trackAcknowledged(
-        late.catch((e: Error) => {
-          this.lateWriteError ??= e;
-        }),
+      const copy = Buffer.from(data);
+      void this.afterAck(
+        this.change(disk, RecordType.Write, offset, copy.length, { data: copy }),
+        () => true,
       );
       return true;
     }
@@ -479,9 +487,8 @@ export class Agent {
     try {
       disk.store.writeNow(data, offset);
     } catch (e) {
-      this.noteUnlogged();
       this.lateWriteError ??= e as Error;
-      void disk.bitmap.mark(offset, data.length).catch(() => undefined);
+      void this.diverged(disk, offset, data.length);
     } finally {
       this.complete(seq);
     }
@@ -501,13 +508,12 @@ export class Agent {
     offset: number,
     length: number,
     opts: ChangeOptions,
-    ack?: () => void,
   ): Promise<void> {
     const release = await disk.locks.acquire(offset, length);
     let seq: number | undefined;
     try {
       const payload = opts.data ?? Buffer.alloc(0);
-      seq = await this.logChange(disk, type, offset, length, opts.noHole ? 1 : 0, payload, ack);
+      seq = await this.logChange(disk, type, offset, length, opts.noHole ? 1 : 0, payload, opts.ack);
       if (type === RecordType.Write) await disk.store.write(payload, offset);
       else if (type === RecordType.Zero) await disk.store.zero(offset, length, opts.noHole ?? false);
       else await disk.store.trim(offset, length);
@@ -515,8 +521,7 @@ export class Agent {
       if (seq === undefined) this.unloggedSinceSync = true;
     } catch (e) {
       // The disk may now differ from the log for this range: never let that go unnoticed.
-      this.noteUnlogged();
-      await disk.bitmap.mark(offset, length).catch(() => undefined);
+      await this.diverged(disk, offset, length);
       throw e;
     } finally {
       if (seq !== undefined) this.complete(seq);

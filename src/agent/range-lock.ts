@@ -13,11 +13,9 @@ export class RangeLock {
   async acquire(offset: number, length: number): Promise<() => void> {
     const start = offset;
     const end = offset + Math.max(length, 1);
-    for (;;) {
-      const overlap = this.held.find((h) => h.start < end && start < h.end);
-      if (!overlap) break;
-      await overlap.done;
-    }
+    // Not waitFree(): from the last check to the push there must be no await, or two
+    // overlapping acquires could both pass.
+    for (let h = this.overlapping(offset, length); h; h = this.overlapping(offset, length)) await h.done;
     let release!: () => void;
     const entry: Held = { start, end, done: new Promise<void>((r) => (release = r)) };
     this.held.push(entry);
@@ -31,19 +29,18 @@ export class RangeLock {
 
   /** Whether [offset, offset+length) overlaps no held range (a change may then run at once). */
   isFree(offset: number, length: number): boolean {
-    const end = offset + Math.max(length, 1);
-    for (const h of this.held) if (h.start < end && offset < h.end) return false;
-    return true;
+    return this.overlapping(offset, length) === undefined;
   }
 
   /** Waits until no held range overlaps [offset, offset+length) (a read of it sees every change). */
   async waitFree(offset: number, length: number): Promise<void> {
+    for (let h = this.overlapping(offset, length); h; h = this.overlapping(offset, length)) await h.done;
+  }
+
+  /** A held range overlapping [offset, offset+length) (a zero-length range counts as one byte). */
+  private overlapping(offset: number, length: number): Held | undefined {
     const end = offset + Math.max(length, 1);
-    for (;;) {
-      const overlap = this.held.find((h) => h.start < end && offset < h.end);
-      if (!overlap) return;
-      await overlap.done;
-    }
+    return this.held.find((h) => h.start < end && offset < h.end);
   }
 
   get size(): number {

@@ -356,9 +356,10 @@ export class ChangeLog {
     const seq = this._nextSeq++;
     const header = encodeHeader({ ...rec, seq }, rec.payload);
     const bytes = HEADER_SIZE + rec.payload.length;
+    const bufs = rec.payload.length ? [header, rec.payload] : [header];
     try {
-      let done = writevSync(fd, rec.payload.length ? [header, rec.payload] : [header], seg.bytes);
-      while (done < bytes) done += writevSync(fd, skipBytes([header, rec.payload], done), seg.bytes + done);
+      for (let done = 0; done < bytes; )
+        done += writevSync(fd, done ? skipBytes(bufs, done) : bufs, seg.bytes + done);
     } catch (e) {
       this._nextSeq = seq; // nothing after it was handed out: the seq is not used
       this.fail(e as Error, []);
@@ -500,9 +501,11 @@ export class ChangeLog {
     if (seq <= this._trimmedThrough) return;
     this._trimmedThrough = Math.min(seq, this._nextSeq - 1);
     // A closed segment can go once the next one starts after the watermark.
-    if (!(this.segments.length > 1 && this.segments[1].firstSeq <= this._trimmedThrough + 1)) return;
+    const firstCanGo = () =>
+      this.segments.length > 1 && this.segments[1].firstSeq <= this._trimmedThrough + 1;
+    if (!firstCanGo()) return;
     await this.persistTrim();
-    while (this.segments.length > 1 && this.segments[1].firstSeq <= this._trimmedThrough + 1) {
+    while (firstCanGo()) {
       const seg = this.segments.shift()!;
       await unlink(seg.path);
       this._bytes -= seg.bytes;

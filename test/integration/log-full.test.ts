@@ -2,14 +2,13 @@
 // persistent dirty-region bitmap ("resync required"): never an unbounded
 // queue, never silent loss; flushes keep working.
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { runCli, startAgent } from '../support/agent-process.js';
 import { TestNbdClient } from '../support/nbd-client.js';
 import { scratchDir, sparseImage } from '../support/tmp.js';
+import { mountTmpfs, unmountTmpfs } from '../support/tmpfs.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -70,10 +69,7 @@ describe('a full change log', { timeout: 120_000 }, () => {
     // agent's fast path, which acknowledges before it writes the log: the write that
     // meets the failure must still reach the disk and be marked resync required.
     const mnt = join(dir, 'small-volume');
-    mkdirSync(mnt);
-    try {
-      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=3m', 'tmpfs', mnt], { stdio: 'ignore' });
-    } catch {
+    if (!mountTmpfs(mnt, '3m')) {
       t.skip('cannot mount a tmpfs here (needs root)');
       return;
     }
@@ -100,7 +96,7 @@ describe('a full change log', { timeout: 120_000 }, () => {
       assert.ok(covered(firstUnlogged, data.length - firstUnlogged), JSON.stringify({ lastLogged, dirty }));
       await agent.stop();
     } finally {
-      execFileSync('umount', ['-l', mnt], { stdio: 'ignore' });
+      unmountTmpfs(mnt);
     }
   });
 });

@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import type { MasterTarget } from '../../src/master-target/master-target.js';
@@ -16,6 +16,7 @@ import type { RunningAgent } from '../support/agent-process.js';
 import { captureLogs } from '../support/log-capture.js';
 import { TestNbdClient } from '../support/nbd-client.js';
 import { scratchDir, sparseImage } from '../support/tmp.js';
+import { mountTmpfs, unmountTmpfs } from '../support/tmpfs.js';
 import {
   bookmark,
   issueTrioCerts,
@@ -43,16 +44,13 @@ describe('a full retention volume pauses replication; no point is lost', { timeo
     await agent?.kill();
     await ps?.close();
     await mt?.close();
-    if (mounted) execFileSync('umount', ['-l', retentionDir]);
+    if (mounted) unmountTmpfs(retentionDir);
     cleanup();
   });
 
   test('named error while full, resumes by itself once the volume grows', async (t) => {
-    mkdirSync(retentionDir);
-    try {
-      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=8m', 'tmpfs', retentionDir], { stdio: 'ignore' });
-      mounted = true;
-    } catch {
+    mounted = mountTmpfs(retentionDir, '8m');
+    if (!mounted) {
       t.skip('cannot mount a tmpfs here (needs root)');
       return;
     }

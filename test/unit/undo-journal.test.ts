@@ -1,15 +1,6 @@
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import {
-  existsSync,
-  mkdirSync,
-  readdirSync,
-  readFileSync,
-  statSync,
-  truncateSync,
-  writeFileSync,
-} from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -29,6 +20,7 @@ import {
   segmentFileName,
   UndoJournal,
 } from '../../src/master-target/undo-journal.js';
+import { mountTmpfs, unmountTmpfs } from '../support/tmpfs.js';
 
 let root: string;
 let n = 0;
@@ -431,10 +423,7 @@ describe('UndoJournal', () => {
 
   it('runs a failed append (ENOSPC) back and reports a full retention volume', async (t) => {
     const mnt = freshDir();
-    mkdirSync(mnt);
-    try {
-      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=256k', 'tmpfs', mnt], { stdio: 'ignore' });
-    } catch {
+    if (!mountTmpfs(mnt, '256k')) {
       t.skip('cannot mount a tmpfs here');
       return;
     }
@@ -459,7 +448,7 @@ describe('UndoJournal', () => {
       assert.equal(again.lastSeq, kept);
       await again.close();
     } finally {
-      execFileSync('umount', ['-l', mnt]); // lazy: works even if a failed test left files open
+      unmountTmpfs(mnt);
     }
     assert.ok(!existsSync(join(mnt, segmentFileName(1))));
   });

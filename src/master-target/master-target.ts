@@ -67,7 +67,7 @@ export interface MasterTargetOptions {
 }
 
 /** Items applied in one batch at most (one journal sync and one replica sync per batch). */
-const MAX_BATCH_BYTES = 16 * 1024 * 1024;
+const MAX_BATCH_BYTES = 8 * 1024 * 1024;
 
 /** A replica disk as disks.json keeps it: adopted disks name their existing file. */
 export interface StoredDisk extends DiskInfo {

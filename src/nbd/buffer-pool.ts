@@ -52,4 +52,4 @@ function classSize(n: number): number {
 }
 
 /** Shared by every NBD connection of the process. */
-export const payloadPool = new BufferPool(64 * 1024 * 1024);
+export const payloadPool = new BufferPool(16 * 1024 * 1024);

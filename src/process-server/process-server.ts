@@ -68,7 +68,7 @@ export interface ProcessServerOptions {
 const ACKED_FILE = 'cache-acked.json';
 
 /** Appended but not yet written to the cache file: the stream pauses beyond this. */
-const MAX_PENDING_BYTES = 16 * 1024 * 1024;
+const MAX_PENDING_BYTES = 8 * 1024 * 1024;
 
 interface MachineCache {
   id: string;

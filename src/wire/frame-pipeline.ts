@@ -44,7 +44,7 @@ export function newCompressionStats(): CompressionStats {
 }
 
 export interface FramePipelineOptions {
-  /** Payload bytes pushed and not yet handed to the socket before push() waits (default 8 MiB). */
+  /** Payload bytes pushed and not yet handed to the socket before push() waits (default 4 MiB). */
   maxBytes?: number;
   /** Frames pushed and not yet handed to the socket before push() waits (default 1024). */
   maxFrames?: number;
@@ -96,7 +96,7 @@ export class FramePipeline {
     readonly stats: CompressionStats = newCompressionStats(),
     o: FramePipelineOptions = {},
   ) {
-    this.maxBytes = o.maxBytes ?? 8 * MiB;
+    this.maxBytes = o.maxBytes ?? 4 * MiB;
     this.maxFrames = o.maxFrames ?? 1024;
     this.maxBacklog = o.maxBacklogBytes ?? 4 * MiB;
     this.concurrency = Math.max(1, o.concurrency ?? availableParallelism());

@@ -86,7 +86,7 @@ export interface StreamerStatus {
   compression: CompressionStats;
 }
 
-const READ_BATCH_BYTES = 4 * 1024 * 1024;
+const READ_BATCH_BYTES = 2 * 1024 * 1024;
 
 const KIND_OF: Record<number, 'write' | 'zero' | 'trim'> = {
   [RecordType.Write]: 'write',

@@ -21,8 +21,12 @@ import {
 } from './frame.js';
 
 const TLS_VERSION = 'TLSv1.3';
-/** Received frames held for a consumer that is behind before the socket stops reading. */
-export const MAX_QUEUED_BYTES = MAX_FRAME_PAYLOAD;
+/**
+ * Received frames held for a consumer that is behind before the socket stops reading.
+ * Checked after a frame is queued, so a frame larger than this still gets through; beyond
+ * it the sender is held back by TCP, which costs this process no memory.
+ */
+export const MAX_QUEUED_BYTES = 8 * 1024 * 1024;
 /** How long a closing connection may take to flush its last bytes before it is destroyed. */
 const CLOSE_GRACE_MS = 2_000;
 /** A client that has not completed the TLS handshake by then is dropped. */

@@ -1,7 +1,8 @@
 /*
  * Linux file operations that Node's fs module does not expose and that the
  * NBD server needs: SEEK_DATA/SEEK_HOLE (block status), fallocate punch-hole
- * and zero-range (trim, write-zeroes), and block-device size/discard/zeroout.
+ * and zero-range (trim, write-zeroes), and block-device size/discard/zeroout;
+ * and glibc's mallopt, which the long-running services use to keep RSS bounded.
  * Why our own: no maintained npm package offers SEEK_DATA/SEEK_HOLE (see
  * docs/architecture.md). Everything slow runs on libuv's thread pool.
  */
@@ -11,6 +12,7 @@
 #include <fcntl.h>
 #include <linux/falloc.h>
 #include <linux/fs.h>
+#include <malloc.h>
 #include <node_api.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -151,11 +153,31 @@ static napi_value js_space(napi_env env, napi_callback_info info) {
   return promise;
 }
 
+/* tuneAllocator(mmapThreshold, arenaMax): glibc raises its mmap threshold after
+ * the first large free, so later payload buffers come from the heap and what GC
+ * frees stays in the process; a fixed threshold gives each large buffer its own
+ * mapping, returned to the kernel when freed. Fewer arenas: the thread pool's
+ * threads would otherwise each keep one. Returns whether glibc took both. */
+static napi_value js_tune_allocator(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2], result;
+  int64_t threshold, arenas;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 2 || !get_i64(env, argv[0], &threshold) || !get_i64(env, argv[1], &arenas)) {
+    napi_throw_type_error(env, NULL, "tuneAllocator(mmapThreshold, arenaMax) takes two integers");
+    return NULL;
+  }
+  int ok = mallopt(M_MMAP_THRESHOLD, (int)threshold) == 1 && mallopt(M_ARENA_MAX, (int)arenas) == 1;
+  CHECK(napi_get_boolean(env, ok, &result));
+  return result;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
     {"seek", NULL, js_seek, NULL, NULL, NULL, napi_default, NULL},
     {"deviceSize", NULL, js_device_size, NULL, NULL, NULL, napi_default, NULL},
     {"space", NULL, js_space, NULL, NULL, NULL, napi_default, NULL},
+    {"tuneAllocator", NULL, js_tune_allocator, NULL, NULL, NULL, napi_default, NULL},
   };
   CHECK(napi_define_properties(env, exports, sizeof props / sizeof props[0], props));
   return exports;

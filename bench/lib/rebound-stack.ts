@@ -6,6 +6,7 @@ import { createWriteStream, mkdirSync, readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { controlSocketPath } from '../../src/agent/control-server.js';
+import { SERVICE_NODE_FLAGS } from '../../src/cli/service-memory.js';
 import { mtSocketPath } from '../../src/master-target/control-server.js';
 import { initCa, issueCert } from '../../src/pki/ca.js';
 import { callUnixJson } from '../../src/util/unix-http.js';
@@ -40,7 +41,7 @@ async function startReady(
   logFile: string,
   nodeArgs: string[],
 ): Promise<{ child: ChildProcess; port: number; stderr: Tail }> {
-  const child = spawn(process.execPath, [...nodeArgs, cli, ...args], {
+  const child = spawn(process.execPath, [...SERVICE_NODE_FLAGS, ...nodeArgs, cli, ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, REBOUND_LOG_LEVEL: process.env.REBOUND_LOG_LEVEL ?? 'info' },
   });

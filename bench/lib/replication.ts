@@ -10,6 +10,7 @@ import { open, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { callAgent } from '../../src/agent/control-server.js';
 import type { ResyncStatus } from '../../src/agent/resync.js';
+import { SERVICE_NODE_FLAGS } from '../../src/cli/service-memory.js';
 import { callMasterTarget } from '../../src/master-target/control-server.js';
 import type { MachineStatusJson } from '../../src/master-target/replication-status.js';
 import { initCa, issueCert } from '../../src/pki/ca.js';
@@ -43,7 +44,7 @@ async function startProc(
   const prof = process.env.REBOUND_BENCH_CPU_PROF;
   // REBOUND_BENCH_CPU_PROF=DIR: each component writes a V8 CPU profile into DIR/<component>/.
   const node = prof ? ['--cpu-prof', '--cpu-prof-dir', join(prof, name)] : [];
-  const child = spawn(process.execPath, [...node, cli, ...args], {
+  const child = spawn(process.execPath, [...SERVICE_NODE_FLAGS, ...node, cli, ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, REBOUND_LOG_LEVEL: process.env.REBOUND_LOG_LEVEL ?? 'info' },
   });

@@ -4,6 +4,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { copyFileSync, cpSync, mkdirSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { SERVICE_NODE_FLAGS } from '../../src/cli/service-memory.js';
 import { exited, freePort, run, stopChild, Tail, waitExit, waitFor } from './proc.js';
 import { type RssPeak, RssSampler } from './rss.js';
 
@@ -108,6 +109,7 @@ export function startRebound(image: string, dataDir: string, logLimit: string): 
   // REBOUND_BENCH_CPU_PROF=DIR: the agent writes a V8 CPU profile into DIR at exit.
   const prof = process.env.REBOUND_BENCH_CPU_PROF;
   const args = [
+    ...SERVICE_NODE_FLAGS,
     ...(prof ? ['--cpu-prof', '--cpu-prof-dir', prof] : []),
     reboundCli,
     'agent',

@@ -25,6 +25,7 @@ import { createLogger } from '../util/logger.js';
 import { parseSize } from '../util/size.js';
 import { parseDiskSpec, parseHostPort, parseSeconds } from './parse.js';
 import { parseAckMode, parseAppConsistentMinutes, parseCongestionPolicy } from './parse-policy.js';
+import { tuneServiceMemory } from './service-memory.js';
 
 /** `agent serve`'s options as commander parses them (agent-commands.ts declares them). */
 export interface ServeOptions {
@@ -51,6 +52,7 @@ export interface ServeOptions {
 }
 
 export async function runAgentServe(o: ServeOptions): Promise<void> {
+  tuneServiceMemory();
   const disks = [
     ...o.disk.map((d: string) => parseDiskSpec(d)),
     ...o.diskRo.map((d: string) => parseDiskSpec(d, true)),

@@ -1,5 +1,6 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-semi-space-size=2
 // The `rebound` binary: one entry point, one subcommand per part (see command-table.ts).
+// The shebang's flag is SERVICE_NODE_FLAGS (service-memory.ts): keep them the same.
 import './threadpool.js';
 import { Command } from 'commander';
 import { registrarsFor } from './command-table.js';

@@ -12,6 +12,7 @@ import { createLogger } from '../util/logger.js';
 import { startComponentHeartbeat } from './component-heartbeat.js';
 import { parseHostPort, parseSeconds } from './parse.js';
 import { addRegisterCommand } from './register-command.js';
+import { tuneServiceMemory } from './service-memory.js';
 import { stopOnSignals } from './signals.js';
 
 export function registerMasterTargetCommands(program: Command): void {
@@ -39,6 +40,7 @@ export function registerMasterTargetCommands(program: Command): void {
       String(DEFAULT_RETENTION_HOURS),
     )
     .action(async (o) => {
+      tuneServiceMemory();
       const listen = parseHostPort(o.listen);
       const metricsListen = o.metricsListen ? parseHostPort(o.metricsListen) : undefined;
       const rpoAlertSeconds = parseSeconds(o.rpoAlert, '--rpo-alert');

@@ -9,6 +9,7 @@ import { parseCompressMode } from '../wire/compression-policy.js';
 import { startComponentHeartbeat } from './component-heartbeat.js';
 import { parseHostPort } from './parse.js';
 import { addRegisterCommand } from './register-command.js';
+import { tuneServiceMemory } from './service-memory.js';
 import { stopOnSignals } from './signals.js';
 
 export function registerProcessServerCommands(program: Command): void {
@@ -32,6 +33,7 @@ export function registerProcessServerCommands(program: Command): void {
     .option('--metrics-listen <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics')
     .option('--compress <mode>', 'lz4 towards the master target: auto (when it pays) or off', 'auto')
     .action(async (o) => {
+      tuneServiceMemory();
       const listen = parseHostPort(o.listen);
       const metricsListen = o.metricsListen ? parseHostPort(o.metricsListen) : undefined;
       const compress = parseCompressMode(o.compress);

@@ -10,6 +10,7 @@ import { registerBackupCommands } from './backup-commands.js';
 import { printJson } from './output.js';
 import { parseHostPort } from './parse.js';
 import { readyLine } from './server-ready.js';
+import { tuneServiceMemory } from './service-memory.js';
 import { stopOnSignals } from './signals.js';
 
 export function registerServerCommands(program: Command): void {
@@ -32,6 +33,7 @@ export function registerServerCommands(program: Command): void {
       String(DEFAULT_HEARTBEAT_ALERT_MINUTES),
     )
     .action(async (o) => {
+      tuneServiceMemory();
       const heartbeatAlertMinutes = parseMinutes(o.heartbeatAlertMinutes, '--heartbeat-alert-minutes');
       const logger = createLogger();
       const cs = await ConfigurationServer.start({

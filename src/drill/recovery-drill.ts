@@ -10,6 +10,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { waitForServerReady } from '../cli/server-ready.js';
+import { SERVICE_NODE_FLAGS } from '../cli/service-memory.js';
 import { buildGuest } from '../sites/guest/build.js';
 import { killSiteProcesses } from '../sites/qemu/stop-all.js';
 import { run } from '../util/exec.js';
@@ -124,7 +125,18 @@ export async function startRecoveryLab(workDir: string, say: (line: string) => v
   try {
     server = spawn(
       process.execPath,
-      [CLI, 'server', 'start', '--data-dir', csDir, '--listen', '127.0.0.1:0', '--retention-dir', retention],
+      [
+        ...SERVICE_NODE_FLAGS,
+        CLI,
+        'server',
+        'start',
+        '--data-dir',
+        csDir,
+        '--listen',
+        '127.0.0.1:0',
+        '--retention-dir',
+        retention,
+      ],
       {
         stdio: ['ignore', 'pipe', 'inherit'],
         // Its log would drown the drill's lines: errors only, unless asked otherwise.

@@ -5,6 +5,7 @@ interface NativeFileOps {
   seek(fd: number, offset: number, whence: number): number;
   deviceSize(fd: number): number;
   space(fd: number, kind: number, offset: number, length: number): Promise<void>;
+  tuneAllocator(mmapThreshold: number, arenaMax: number): boolean;
 }
 
 const require = createRequire(import.meta.url);
@@ -32,4 +33,9 @@ export function blockDeviceSize(fd: number): number {
 
 export function space(fd: number, op: number, offset: number, length: number): Promise<void> {
   return native.space(fd, op, offset, length);
+}
+
+/** glibc mallopt: a fixed mmap threshold and an arena limit (see native/fileops.c). */
+export function tuneAllocator(mmapThreshold: number, arenaMax: number): boolean {
+  return native.tuneAllocator(mmapThreshold, arenaMax);
 }

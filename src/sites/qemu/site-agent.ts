@@ -5,6 +5,7 @@ import { mkdir, readFile, stat } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
+import { SERVICE_NODE_FLAGS } from '../../cli/service-memory.js';
 import { loadRegistration } from '../../control-plane/registration/registration-file.js';
 import { run } from '../guest/kernel.js';
 import type { AgentRegistration, MachineSpec } from '../site-adapter.js';
@@ -71,10 +72,14 @@ export async function spawnAgent(
     (s) => s.size,
     () => 0,
   );
-  const pid = await spawnDetached(process.execPath, agentServeArgs(spec, paths, opts), {
-    logFile: paths.agentLog,
-    pidFile: paths.agentPid,
-  });
+  const pid = await spawnDetached(
+    process.execPath,
+    [...SERVICE_NODE_FLAGS, ...agentServeArgs(spec, paths, opts)],
+    {
+      logFile: paths.agentLog,
+      pidFile: paths.agentPid,
+    },
+  );
   const deadline = Date.now() + (opts.timeoutMs ?? 30_000);
   for (;;) {
     const log = (await readFile(paths.agentLog, 'utf8')).slice(from);

@@ -2,7 +2,14 @@
 import { type FileHandle, open } from 'node:fs/promises';
 import { checkCrc, decodeHeader, HEADER_SIZE, type LogRecord } from './record.js';
 
-const CHUNK = 4 * 1024 * 1024;
+/** Each refill reads this much (or one whole record): small, as payloads pin their chunk. */
+const CHUNK = 1024 * 1024;
+/**
+ * A record at least this large that is not all in the buffer is read whole into a buffer
+ * of its own, so that its bytes are neither copied out of the old buffer nor read into one
+ * mostly filled by the next record.
+ */
+const OWN_BUFFER_MIN = 256 * 1024;
 
 export type ReadResult =
   | { kind: 'record'; record: LogRecord; offset: number; size: number }
@@ -56,10 +63,27 @@ export class SegmentReader {
     return true;
   }
 
+  /** Reads the next `size` bytes of the file, from the current record on, into a new buffer. */
+  private async readOwn(size: number): Promise<boolean> {
+    const fileOff = this.offset;
+    if (fileOff + size > this.limit) return false;
+    const next = Buffer.allocUnsafe(size);
+    let got = 0;
+    while (got < size) {
+      const { bytesRead } = await this.fh.read(next, got, size - got, fileOff + got);
+      if (bytesRead === 0) return false;
+      got += bytesRead;
+    }
+    this.bufStart = fileOff;
+    this.buf = next;
+    this.pos = 0;
+    return true;
+  }
+
   /**
    * The next record. Payloads are views into the reader's buffers, which it never reuses
    * or overwrites (each refill is a new buffer), so they stay valid after later calls;
-   * holding one keeps its whole buffer (up to 4 MiB) alive.
+   * holding one keeps its whole buffer (1 MiB, or one record) alive.
    */
   async next(): Promise<ReadResult> {
     const offset = this.offset;
@@ -70,7 +94,10 @@ export class SegmentReader {
     const h = decodeHeader(headerBytes);
     if (!h.ok) return { kind: 'invalid', offset, reason: h.reason };
     const size = HEADER_SIZE + h.header.payloadLength;
-    if (!(await this.ensure(size))) return { kind: 'invalid', offset, reason: 'truncated record payload' };
+    const whole =
+      this.buf.length - this.pos >= size ||
+      (size >= OWN_BUFFER_MIN ? await this.readOwn(size) : await this.ensure(size));
+    if (!whole) return { kind: 'invalid', offset, reason: 'truncated record payload' };
     const hb = this.buf.subarray(this.pos, this.pos + HEADER_SIZE);
     const payload = this.buf.subarray(this.pos + HEADER_SIZE, this.pos + size);
     if (!checkCrc(hb, payload, h.crc)) {

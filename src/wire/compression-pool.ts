@@ -4,6 +4,7 @@
 // come back with their lz4 forms; until then the caller must not touch them.
 import { availableParallelism } from 'node:os';
 import { Piscina } from 'piscina';
+import { hasFrameHeadroom, keepFrameHeadroom } from './frame.js';
 import type { CompressResult, CompressTask } from './lz4-worker.js';
 
 let pool: Piscina<CompressTask, CompressResult> | undefined;
@@ -18,9 +19,13 @@ function thePool(): Piscina<CompressTask, CompressResult> {
   return pool;
 }
 
-/** True when the buffer is the whole of its ArrayBuffer, so it can be moved to a worker. */
+/**
+ * True when nothing else uses the buffer's ArrayBuffer, so it can be moved to a worker: it
+ * is the whole of it, or a frame payload whose only neighbour is its own header room.
+ */
 function ownsMemory(b: Buffer): boolean {
-  return b.byteOffset === 0 && b.byteLength === b.buffer.byteLength && b.byteLength > 0;
+  if (b.byteLength === 0) return false;
+  return (b.byteOffset === 0 && b.byteLength === b.buffer.byteLength) || hasFrameHeadroom(b);
 }
 
 export interface CompressedBatch {
@@ -46,6 +51,6 @@ export async function compressInWorker(payloads: Buffer[], payRatio: number): Pr
   return {
     sizes: r.sizes,
     wire: r.wire.map((w) => (w ? buf(w) : null)),
-    payloads: payloads.map((p, i) => (transferred[i] ? buf(r.originals[i]!) : p)),
+    payloads: payloads.map((p, i) => (transferred[i] ? keepFrameHeadroom(p, buf(r.originals[i]!)) : p)),
   };
 }

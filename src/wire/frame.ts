@@ -87,9 +87,37 @@ function checkFlags(flags: number, type?: number): void {
   }
 }
 
+/** Payloads from allocFramePayload not yet framed: the bytes before each are free for a header. */
+const withHeadroom = new WeakSet<Uint8Array>();
+
 /**
- * Encodes one frame: header and payload in one buffer. With FRAME_FLAG_LZ4 the payload given
- * must already be in its lz4 form (frame-pipeline.ts makes it).
+ * A payload buffer of n bytes with room for a frame header in front of it: encodeFrame
+ * then writes the header there instead of copying the payload into a new buffer (a change's
+ * data is otherwise copied twice on its way to the socket).
+ */
+export function allocFramePayload(n: number): Buffer {
+  // Never from Buffer's shared pool: the whole ArrayBuffer is this payload's, so it may be
+  // moved to a compression worker and back (hasFrameHeadroom).
+  const payload = Buffer.allocUnsafeSlow(FRAME_HEADER_SIZE + n).subarray(FRAME_HEADER_SIZE);
+  withHeadroom.add(payload);
+  return payload;
+}
+
+/** Whether b came from allocFramePayload and is not framed yet: its ArrayBuffer is all its own. */
+export function hasFrameHeadroom(b: Uint8Array): boolean {
+  return withHeadroom.has(b);
+}
+
+/** `to` is `from` back from a worker (a new view of the same memory): it keeps the headroom. */
+export function keepFrameHeadroom(from: Uint8Array, to: Buffer): Buffer {
+  if (withHeadroom.delete(from)) withHeadroom.add(to);
+  return to;
+}
+
+/**
+ * Encodes one frame: header and payload in one buffer (the payload's own, when it came from
+ * allocFramePayload and was not framed before). With FRAME_FLAG_LZ4 the payload given must
+ * already be in its lz4 form (frame-pipeline.ts makes it).
  */
 export function encodeFrame(type: FrameType, payload: Uint8Array = Buffer.alloc(0), flags = 0): Buffer {
   if (!isFrameType(type)) throw new FrameError(`unknown frame type ${type}`);
@@ -97,13 +125,22 @@ export function encodeFrame(type: FrameType, payload: Uint8Array = Buffer.alloc(
     throw new FrameError(`frame payload ${payload.length} exceeds the maximum ${MAX_FRAME_PAYLOAD}`);
   }
   checkFlags(flags);
-  const b = Buffer.allocUnsafe(FRAME_HEADER_SIZE + payload.length);
+  let b: Buffer;
+  if (withHeadroom.delete(payload)) {
+    b = Buffer.from(
+      payload.buffer,
+      payload.byteOffset - FRAME_HEADER_SIZE,
+      FRAME_HEADER_SIZE + payload.length,
+    );
+  } else {
+    b = Buffer.allocUnsafe(FRAME_HEADER_SIZE + payload.length);
+    b.set(payload, FRAME_HEADER_SIZE);
+  }
   b.writeUInt32BE(FRAME_MAGIC, 0);
   b.writeUInt8(FRAME_VERSION, 4);
   b.writeUInt8(type, 5);
   b.writeUInt16BE(flags, 6);
   b.writeUInt32BE(payload.length, 8);
-  b.set(payload, FRAME_HEADER_SIZE);
   b.writeUInt32BE(frameCrc(b.subarray(0, 12), payload), 12);
   return b;
 }
@@ -430,7 +467,7 @@ export function encodeChange(c: ChangePayload): Buffer {
   if (CHANGE_HEADER_SIZE + dataLength > MAX_FRAME_PAYLOAD) {
     throw new FrameError(`change of ${dataLength} data bytes exceeds the frame maximum ${MAX_FRAME_PAYLOAD}`);
   }
-  const b = Buffer.allocUnsafe(CHANGE_HEADER_SIZE + dataLength);
+  const b = allocFramePayload(CHANGE_HEADER_SIZE + dataLength);
   b.writeBigUInt64BE(BigInt(c.seq), 0);
   b.writeBigUInt64BE(BigInt(c.time), 8);
   b.writeBigUInt64BE(BigInt(c.offset), 16);

@@ -6,6 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { describe, test } from 'node:test';
 import { crc32c } from '@node-rs/crc32';
 import { CompressionPolicy, parseCompressMode } from '../../src/wire/compression-policy.js';
+import { compressInWorker } from '../../src/wire/compression-pool.js';
 import {
   type ChangePayload,
   decodeChange,
@@ -15,6 +16,7 @@ import {
   type Frame,
   FrameDecoder,
   FrameType,
+  hasFrameHeadroom,
   MAX_FRAME_PAYLOAD,
 } from '../../src/wire/frame.js';
 import { FramePipeline } from '../../src/wire/frame-pipeline.js';
@@ -257,6 +259,23 @@ describe('frame pipeline', () => {
       wire.reduce((a, b) => a + b.length - 16, 0),
     );
     assert.ok(s.wireBytes < s.payloadBytes / 2);
+  });
+
+  test('a change payload goes to a worker and back without a copy, and is still framed in place', async () => {
+    const data = randomBytes(256 * 1024);
+    const payload = change(7, data);
+    const copy = Buffer.from(payload);
+    assert.ok(hasFrameHeadroom(payload));
+    const pending = compressInWorker([payload], 0.9);
+    assert.equal(payload.length, 0, 'moved to the worker, not copied');
+    const r = await pending;
+    assert.equal(r.wire[0], null, 'random data does not pay');
+    const back = r.payloads[0]!;
+    assert.ok(back.equals(copy));
+    assert.ok(hasFrameHeadroom(back));
+    const frame = encodeFrame(FrameType.Change, back);
+    assert.equal(frame.buffer, back.buffer, 'framed in its own header room');
+    assert.ok(decodeAll(frame)[0]!.payload.equals(copy));
   });
 
   test('off sends every payload as it is', async () => {

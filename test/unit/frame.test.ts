@@ -326,6 +326,23 @@ describe('payload codecs', () => {
     }
   });
 
+  test('a change is framed in place, with the same bytes as a copied payload, once', () => {
+    const data = Buffer.alloc(70_000, 9);
+    const c: ChangePayload = { ...sampleChange, length: data.length, data };
+    const inPlace = encodeChange(c);
+    const copied = Buffer.from(inPlace);
+    const f1 = encodeFrame(FrameType.Change, inPlace);
+    assert.equal(f1.buffer, inPlace.buffer, 'the frame shares the payload buffer');
+    assert.deepEqual(f1, encodeFrame(FrameType.Change, copied));
+    // framed again: the first frame's header is not overwritten, the payload is copied
+    const f2 = encodeFrame(FrameType.Ack, inPlace);
+    assert.notEqual(f2.buffer, inPlace.buffer);
+    const [a, b] = decodeAll(Buffer.concat([f1, f2]));
+    assert.equal(a.type, FrameType.Change);
+    assert.equal(b.type, FrameType.Ack);
+    assert.deepEqual(decodeChange(a.payload), c);
+  });
+
   test('change errors are named', () => {
     assert.throws(() => encodeChange({ ...sampleChange, data: Buffer.alloc(3) }), {
       message: 'write change of length 7 carries 3 data bytes',

@@ -97,7 +97,7 @@ describe('SegmentReader', () => {
     );
   });
 
-  it('reads records larger than its 4 MiB read chunk and across chunk boundaries', async () => {
+  it('reads records larger than its read chunk and across chunk boundaries', async () => {
     const big = Buffer.alloc(5 * 1024 * 1024);
     for (let i = 0; i < big.length; i += 4096) big.writeUInt32LE(i, i);
     const recs = [rec(1, Buffer.alloc(4 * 1024 * 1024 - 100, 1)), rec(2, big), rec(3)];
@@ -107,6 +107,50 @@ describe('SegmentReader', () => {
     assert.ok(second.kind === 'record');
     assert.ok(second.record.payload.equals(big));
     assert.deepEqual(res.at(-1), { kind: 'end' });
+  });
+
+  it('reads large records whole into their own buffers, between small ones, and views stay valid', async () => {
+    // 1 MiB writes as the agent logs them: each record a little over the read chunk
+    const payloads = [1, 2, 3, 4, 5, 6].map((seq) =>
+      Buffer.alloc(seq % 3 === 0 ? 300 : 1024 * 1024 + seq, seq),
+    );
+    const res = await readAll(await file(Buffer.concat(payloads.map((p, i) => rec(i + 1, p)))));
+    assert.deepEqual(seqs(res), [1, 2, 3, 4, 5, 6]);
+    res.slice(0, 6).forEach((x, i) => {
+      assert.ok(x.kind === 'record');
+      assert.ok(x.record.payload.equals(payloads[i]), `payload of record ${i + 1}`);
+    });
+    // payloads handed out earlier are not overwritten by later reads
+    const r = await SegmentReader.open(await file(Buffer.concat(payloads.map((p, i) => rec(i + 1, p)))));
+    try {
+      const held: Buffer[] = [];
+      for (;;) {
+        const x = await r.next();
+        if (x.kind !== 'record') break;
+        held.push(x.record.payload);
+      }
+      for (const [i, p] of held.entries()) assert.ok(p.equals(payloads[i]), `held payload ${i + 1}`);
+    } finally {
+      await r.close();
+    }
+  });
+
+  it('a large record cut by the end of the file or by the limit is a truncated payload', async () => {
+    const a = rec(1);
+    const big = rec(2, Buffer.alloc(512 * 1024, 7));
+    const p = await file(Buffer.concat([a, big.subarray(0, big.length - 1)]));
+    assert.deepEqual((await readAll(p)).at(-1), {
+      kind: 'invalid',
+      offset: a.length,
+      reason: 'truncated record payload',
+    });
+    const whole = await file(Buffer.concat([a, big]));
+    assert.deepEqual((await readAll(whole, a.length + big.length - 1)).at(-1), {
+      kind: 'invalid',
+      offset: a.length,
+      reason: 'truncated record payload',
+    });
+    assert.deepEqual(seqs(await readAll(whole, a.length + big.length)), [1, 2]);
   });
 
   it('offset tracks the next record', async () => {

@@ -20,7 +20,7 @@ import {
 import { startAgentObservability } from '../metrics/observability.js';
 import { exportMap } from '../nbd/export.js';
 import { NbdServer } from '../nbd/server.js';
-import { loadTlsMaterial } from '../pki/ca.js';
+import { loadTlsMaterial } from '../pki/tls-material.js';
 import { createLogger } from '../util/logger.js';
 import { parseSize } from '../util/size.js';
 import { parseDiskSpec, parseHostPort, parseSeconds } from './parse.js';

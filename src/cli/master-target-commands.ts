@@ -7,7 +7,7 @@ import type { MachineStatusJson } from '../master-target/replication-status.js';
 import { DEFAULT_RETENTION_HOURS, parseRetentionHours } from '../master-target/retention.js';
 import { formatMachineStatus } from '../master-target/status-text.js';
 import { startMasterTargetObservability } from '../metrics/observability.js';
-import { loadTlsMaterial } from '../pki/ca.js';
+import { loadTlsMaterial } from '../pki/tls-material.js';
 import { createLogger } from '../util/logger.js';
 import { startComponentHeartbeat } from './component-heartbeat.js';
 import { parseHostPort, parseSeconds } from './parse.js';

@@ -1,7 +1,7 @@
 // `rebound process-server start`.
 import type { Command } from 'commander';
 import { startProcessServerObservability } from '../metrics/observability.js';
-import { loadTlsMaterial } from '../pki/ca.js';
+import { loadTlsMaterial } from '../pki/tls-material.js';
 import { ProcessServer } from '../process-server/process-server.js';
 import { createLogger } from '../util/logger.js';
 import { parseSize } from '../util/size.js';

@@ -7,10 +7,11 @@ import { mkdir, readFile, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { FileExistsError, writeFilesAtomically } from './files.js';
 import { checkName, type Identity, leafFileBase, parseRole, type Role, roleUri } from './roles.js';
+import { CA_CERT } from './tls-material.js';
 import { subtle, x509 } from './x509.js';
 
+export { CA_CERT, loadTlsMaterial, type TlsMaterial } from './tls-material.js';
 export const CA_KEY = 'ca.key';
-export const CA_CERT = 'ca.crt';
 export const DEFAULT_CA_DAYS = 3650;
 export const DEFAULT_LEAF_DAYS = 825;
 const ORGANIZATION = 'Rebound';
@@ -296,30 +297,4 @@ export async function issueCertForKey(
     serialNumber: cert.serialNumber,
     notAfter,
   };
-}
-
-export interface TlsMaterial {
-  key: Buffer;
-  cert: Buffer;
-  ca: Buffer;
-}
-
-/** Reads the key, certificate and CA certificate of one component from a dir written by issueCert. */
-export async function loadTlsMaterial(dir: string, id: { role: string; name: string }): Promise<TlsMaterial> {
-  const role = parseRole(id.role);
-  const base = leafFileBase({ role, name: checkName(id.name) });
-  const read = async (file: string) => {
-    try {
-      return await readFile(join(dir, file));
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
-        throw new Error(
-          `no certificate for ${role} '${id.name}' in ${dir} (missing ${file}); issue one with ` +
-            `'rebound ca issue --role ${role} --name ${id.name}'`,
-        );
-      }
-      throw e;
-    }
-  };
-  return { key: await read(`${base}.key`), cert: await read(`${base}.crt`), ca: await read(CA_CERT) };
 }

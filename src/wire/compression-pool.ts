@@ -3,19 +3,23 @@
 // A batch's payloads are transferred to a worker when they own their memory (no copy) and
 // come back with their lz4 forms; until then the caller must not touch them.
 import { availableParallelism } from 'node:os';
-import { Piscina } from 'piscina';
+import type { Piscina } from 'piscina';
 import { hasFrameHeadroom, keepFrameHeadroom } from './frame.js';
 import type { CompressResult, CompressTask } from './lz4-worker.js';
 
-let pool: Piscina<CompressTask, CompressResult> | undefined;
+let pool: Promise<Piscina<CompressTask, CompressResult>> | undefined;
 
-function thePool(): Piscina<CompressTask, CompressResult> {
-  pool ??= new Piscina({
-    filename: new URL('./lz4-worker.js', import.meta.url).href,
-    minThreads: 1,
-    maxThreads: Math.max(1, availableParallelism()),
-    idleTimeout: 30_000,
-  });
+/** Loaded on first use: a process that never compresses (an agent) never pays for piscina. */
+function thePool(): Promise<Piscina<CompressTask, CompressResult>> {
+  pool ??= import('piscina').then(
+    ({ Piscina }) =>
+      new Piscina<CompressTask, CompressResult>({
+        filename: new URL('./lz4-worker.js', import.meta.url).href,
+        minThreads: 1,
+        maxThreads: Math.max(1, availableParallelism()),
+        idleTimeout: 30_000,
+      }),
+  );
   return pool;
 }
 
@@ -39,7 +43,7 @@ export interface CompressedBatch {
 export async function compressInWorker(payloads: Buffer[], payRatio: number): Promise<CompressedBatch> {
   const transferred = payloads.map(ownsMemory);
   const transferList = payloads.filter((_, i) => transferred[i]).map((b) => b.buffer as ArrayBuffer);
-  const r = await thePool().run(
+  const r = await (await thePool()).run(
     {
       payloads: payloads.map((b) => new Uint8Array(b.buffer, b.byteOffset, b.byteLength)),
       transferred,

@@ -1,5 +1,6 @@
 // Sequential, buffered reading of one segment file, validating every record.
 import { type FileHandle, open } from 'node:fs/promises';
+import { markHeadroom } from '../util/headroom.js';
 import { checkCrc, decodeHeader, HEADER_SIZE, type LogRecord } from './record.js';
 
 /** Each refill reads this much (or one whole record): small, as payloads pin their chunk. */
@@ -94,9 +95,8 @@ export class SegmentReader {
     const h = decodeHeader(headerBytes);
     if (!h.ok) return { kind: 'invalid', offset, reason: h.reason };
     const size = HEADER_SIZE + h.header.payloadLength;
-    const whole =
-      this.buf.length - this.pos >= size ||
-      (size >= OWN_BUFFER_MIN ? await this.readOwn(size) : await this.ensure(size));
+    const own = this.buf.length - this.pos < size && size >= OWN_BUFFER_MIN;
+    const whole = own ? await this.readOwn(size) : await this.ensure(size);
     if (!whole) return { kind: 'invalid', offset, reason: 'truncated record payload' };
     const hb = this.buf.subarray(this.pos, this.pos + HEADER_SIZE);
     const payload = this.buf.subarray(this.pos + HEADER_SIZE, this.pos + size);
@@ -108,6 +108,9 @@ export class SegmentReader {
     }
     this.lastSeq = h.header.seq;
     this.pos += size;
+    // The buffer is this record's alone and its header is checked and never read again: its
+    // bytes are free for the headers of a frame carrying the payload (util/headroom.ts).
+    if (own) markHeadroom(payload, HEADER_SIZE);
     return { kind: 'record', record: { ...h.header, payload }, offset, size };
   }
 

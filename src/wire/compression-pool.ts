@@ -4,7 +4,7 @@
 // come back with their lz4 forms; until then the caller must not touch them.
 import { availableParallelism } from 'node:os';
 import type { Piscina } from 'piscina';
-import { hasFrameHeadroom, keepFrameHeadroom } from './frame.js';
+import { headroom, moveHeadroom } from '../util/headroom.js';
 import type { CompressResult, CompressTask } from './lz4-worker.js';
 
 let pool: Promise<Piscina<CompressTask, CompressResult>> | undefined;
@@ -25,11 +25,17 @@ function thePool(): Promise<Piscina<CompressTask, CompressResult>> {
 
 /**
  * True when nothing else uses the buffer's ArrayBuffer, so it can be moved to a worker: it
- * is the whole of it, or a frame payload whose only neighbour is its own header room.
+ * is the whole of it, or a view whose only neighbour is its own header room (headroom.ts).
  */
 function ownsMemory(b: Buffer): boolean {
   if (b.byteLength === 0) return false;
-  return (b.byteOffset === 0 && b.byteLength === b.buffer.byteLength) || hasFrameHeadroom(b);
+  return (b.byteOffset === 0 && b.byteLength === b.buffer.byteLength) || headroom(b) > 0;
+}
+
+/** A payload back from a worker (a new view of the same memory), keeping its header room. */
+function returned(sent: Buffer, back: Buffer): Buffer {
+  moveHeadroom(sent, back);
+  return back;
 }
 
 export interface CompressedBatch {
@@ -55,6 +61,6 @@ export async function compressInWorker(payloads: Buffer[], payRatio: number): Pr
   return {
     sizes: r.sizes,
     wire: r.wire.map((w) => (w ? buf(w) : null)),
-    payloads: payloads.map((p, i) => (transferred[i] ? keepFrameHeadroom(p, buf(r.originals[i]!)) : p)),
+    payloads: payloads.map((p, i) => (transferred[i] ? returned(p, buf(r.originals[i]!)) : p)),
   };
 }

@@ -12,6 +12,7 @@
 import { crc32c } from '@node-rs/crc32';
 import { ByteQueue } from '../nbd/byte-queue.js';
 import { isRole, ROLES, type Role } from '../pki/roles.js';
+import { markHeadroom, takeHeadroom } from '../util/headroom.js';
 import { lz4DecompressPayload } from './lz4-payload.js';
 
 export const FRAME_MAGIC = 0x52425746; // "RBWF"
@@ -87,36 +88,21 @@ function checkFlags(flags: number, type?: number): void {
   }
 }
 
-/** Payloads from allocFramePayload not yet framed: the bytes before each are free for a header. */
-const withHeadroom = new WeakSet<Uint8Array>();
-
 /**
  * A payload buffer of n bytes with room for a frame header in front of it: encodeFrame
- * then writes the header there instead of copying the payload into a new buffer (a change's
- * data is otherwise copied twice on its way to the socket).
+ * then writes the header there instead of copying the payload into a new buffer.
  */
 export function allocFramePayload(n: number): Buffer {
-  // Never from Buffer's shared pool: the whole ArrayBuffer is this payload's, so it may be
-  // moved to a compression worker and back (hasFrameHeadroom).
+  // Never from Buffer's shared pool: the whole ArrayBuffer must be this payload's
+  // (util/headroom.ts), so that it may move to a compression worker and back.
   const payload = Buffer.allocUnsafeSlow(FRAME_HEADER_SIZE + n).subarray(FRAME_HEADER_SIZE);
-  withHeadroom.add(payload);
+  markHeadroom(payload, FRAME_HEADER_SIZE);
   return payload;
 }
 
-/** Whether b came from allocFramePayload and is not framed yet: its ArrayBuffer is all its own. */
-export function hasFrameHeadroom(b: Uint8Array): boolean {
-  return withHeadroom.has(b);
-}
-
-/** `to` is `from` back from a worker (a new view of the same memory): it keeps the headroom. */
-export function keepFrameHeadroom(from: Uint8Array, to: Buffer): Buffer {
-  if (withHeadroom.delete(from)) withHeadroom.add(to);
-  return to;
-}
-
 /**
- * Encodes one frame: header and payload in one buffer (the payload's own, when it came from
- * allocFramePayload and was not framed before). With FRAME_FLAG_LZ4 the payload given must
+ * Encodes one frame: header and payload in one buffer (the payload's own, when it has room
+ * for the header in front: util/headroom.ts). With FRAME_FLAG_LZ4 the payload given must
  * already be in its lz4 form (frame-pipeline.ts makes it).
  */
 export function encodeFrame(type: FrameType, payload: Uint8Array = Buffer.alloc(0), flags = 0): Buffer {
@@ -125,14 +111,8 @@ export function encodeFrame(type: FrameType, payload: Uint8Array = Buffer.alloc(
     throw new FrameError(`frame payload ${payload.length} exceeds the maximum ${MAX_FRAME_PAYLOAD}`);
   }
   checkFlags(flags);
-  let b: Buffer;
-  if (withHeadroom.delete(payload)) {
-    b = Buffer.from(
-      payload.buffer,
-      payload.byteOffset - FRAME_HEADER_SIZE,
-      FRAME_HEADER_SIZE + payload.length,
-    );
-  } else {
+  let b = takeHeadroom(payload, FRAME_HEADER_SIZE);
+  if (!b) {
     b = Buffer.allocUnsafe(FRAME_HEADER_SIZE + payload.length);
     b.set(payload, FRAME_HEADER_SIZE);
   }
@@ -467,7 +447,10 @@ export function encodeChange(c: ChangePayload): Buffer {
   if (CHANGE_HEADER_SIZE + dataLength > MAX_FRAME_PAYLOAD) {
     throw new FrameError(`change of ${dataLength} data bytes exceeds the frame maximum ${MAX_FRAME_PAYLOAD}`);
   }
-  const b = allocFramePayload(CHANGE_HEADER_SIZE + dataLength);
+  // Data read whole from a log has its record header's 48 bytes free in front: the change
+  // header goes there (and the frame header before it), so the data is not copied.
+  const inPlace = dataLength > 0 ? takeHeadroom(c.data, CHANGE_HEADER_SIZE) : undefined;
+  const b = inPlace ?? allocFramePayload(CHANGE_HEADER_SIZE + dataLength);
   b.writeBigUInt64BE(BigInt(c.seq), 0);
   b.writeBigUInt64BE(BigInt(c.time), 8);
   b.writeBigUInt64BE(BigInt(c.offset), 16);
@@ -475,7 +458,7 @@ export function encodeChange(c: ChangePayload): Buffer {
   b.writeUInt16BE(c.disk, 28);
   b.writeUInt8(kind, 30);
   b.writeUInt8(c.flags, 31);
-  c.data.copy(b, CHANGE_HEADER_SIZE);
+  if (!inPlace) c.data.copy(b, CHANGE_HEADER_SIZE);
   return b;
 }
 

@@ -5,6 +5,8 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { encodeHeader, HEADER_SIZE, RecordType } from '../../src/changelog/record.js';
 import { type ReadResult, SegmentReader } from '../../src/changelog/segment-reader.js';
+import { decodeChange, encodeFrame, FrameDecoder, FrameType } from '../../src/wire/frame.js';
+import { encodeRecordFrame } from '../../src/wire/log-streamer.js';
 
 let dir: string;
 let n = 0;
@@ -130,6 +132,35 @@ describe('SegmentReader', () => {
         held.push(x.record.payload);
       }
       for (const [i, p] of held.entries()) assert.ok(p.equals(payloads[i]), `held payload ${i + 1}`);
+    } finally {
+      await r.close();
+    }
+  });
+
+  it('a record read whole is framed in place of its header, once; then it is copied', async () => {
+    // larger than the read chunk, as the agent's 1 MiB writes are with their headers
+    const data = Buffer.alloc(1536 * 1024);
+    for (let i = 0; i < data.length; i += 4) data.writeUInt32LE(i, i);
+    const r = await SegmentReader.open(await file(Buffer.concat([rec(1), rec(2, data)])));
+    try {
+      await r.next();
+      const x = await r.next();
+      assert.ok(x.kind === 'record');
+      const frameOf = () => {
+        const f = encodeRecordFrame(x.record);
+        return encodeFrame(f.type, f.payload);
+      };
+      const first = frameOf();
+      assert.equal(first.buffer, x.record.payload.buffer, 'the frame is the read buffer');
+      assert.equal(first.length, 16 + 32 + data.length);
+      const second = frameOf();
+      assert.notEqual(second.buffer, x.record.payload.buffer, 'the room is gone: a copy');
+      for (const frame of [first, second]) {
+        const c = decodeChange(new FrameDecoder().push(frame)[0]!.payload);
+        assert.equal(c.seq, 2);
+        assert.ok(c.data.equals(data));
+      }
+      assert.ok(x.record.payload.equals(data), 'the payload itself is never overwritten');
     } finally {
       await r.close();
     }

@@ -64,21 +64,21 @@ export class SegmentReader {
     return true;
   }
 
-  /** Reads the next `size` bytes of the file, from the current record on, into a new buffer. */
-  private async readOwn(size: number): Promise<boolean> {
+  /**
+   * The next `size` bytes of the file, from the current record on, in a new buffer that the
+   * reader does not keep (the record's alone: it may even be moved to another thread).
+   */
+  private async readOwn(size: number): Promise<Buffer | undefined> {
     const fileOff = this.offset;
-    if (fileOff + size > this.limit) return false;
-    const next = Buffer.allocUnsafe(size);
+    if (fileOff + size > this.limit) return undefined;
+    const own = Buffer.allocUnsafe(size);
     let got = 0;
     while (got < size) {
-      const { bytesRead } = await this.fh.read(next, got, size - got, fileOff + got);
-      if (bytesRead === 0) return false;
+      const { bytesRead } = await this.fh.read(own, got, size - got, fileOff + got);
+      if (bytesRead === 0) return undefined;
       got += bytesRead;
     }
-    this.bufStart = fileOff;
-    this.buf = next;
-    this.pos = 0;
-    return true;
+    return own;
   }
 
   /**
@@ -95,11 +95,14 @@ export class SegmentReader {
     const h = decodeHeader(headerBytes);
     if (!h.ok) return { kind: 'invalid', offset, reason: h.reason };
     const size = HEADER_SIZE + h.header.payloadLength;
-    const own = this.buf.length - this.pos < size && size >= OWN_BUFFER_MIN;
-    const whole = own ? await this.readOwn(size) : await this.ensure(size);
-    if (!whole) return { kind: 'invalid', offset, reason: 'truncated record payload' };
-    const hb = this.buf.subarray(this.pos, this.pos + HEADER_SIZE);
-    const payload = this.buf.subarray(this.pos + HEADER_SIZE, this.pos + size);
+    const own =
+      this.buf.length - this.pos < size && size >= OWN_BUFFER_MIN ? await this.readOwn(size) : undefined;
+    if (!own && !(await this.ensure(size)))
+      return { kind: 'invalid', offset, reason: 'truncated record payload' };
+    const buf = own ?? this.buf;
+    const at = own ? 0 : this.pos;
+    const hb = buf.subarray(at, at + HEADER_SIZE);
+    const payload = buf.subarray(at + HEADER_SIZE, at + size);
     if (!checkCrc(hb, payload, h.crc)) {
       return { kind: 'invalid', offset, reason: `CRC32C mismatch in record seq ${h.header.seq}` };
     }
@@ -107,10 +110,17 @@ export class SegmentReader {
       return { kind: 'invalid', offset, reason: `sequence ${h.header.seq} does not follow ${this.lastSeq}` };
     }
     this.lastSeq = h.header.seq;
-    this.pos += size;
-    // The buffer is this record's alone and its header is checked and never read again: its
-    // bytes are free for the headers of a frame carrying the payload (util/headroom.ts).
-    if (own) markHeadroom(payload, HEADER_SIZE);
+    if (own) {
+      // The buffer is the record's alone, and its header is checked and never read again:
+      // those bytes are free for the headers of a frame carrying the payload (headroom.ts).
+      // The reader keeps no reference to it, and goes on after the record in a fresh one.
+      markHeadroom(payload, HEADER_SIZE);
+      this.bufStart = offset + size;
+      this.buf = Buffer.alloc(0);
+      this.pos = 0;
+    } else {
+      this.pos += size;
+    }
     return { kind: 'record', record: { ...h.header, payload }, offset, size };
   }
 

@@ -141,7 +141,7 @@ describe('SegmentReader', () => {
     // larger than the read chunk, as the agent's 1 MiB writes are with their headers
     const data = Buffer.alloc(1536 * 1024);
     for (let i = 0; i < data.length; i += 4) data.writeUInt32LE(i, i);
-    const r = await SegmentReader.open(await file(Buffer.concat([rec(1), rec(2, data)])));
+    const r = await SegmentReader.open(await file(Buffer.concat([rec(1), rec(2, data), rec(3)])));
     try {
       await r.next();
       const x = await r.next();
@@ -161,6 +161,11 @@ describe('SegmentReader', () => {
         assert.ok(c.data.equals(data));
       }
       assert.ok(x.record.payload.equals(data), 'the payload itself is never overwritten');
+      // The buffer is the record's alone: moved to another thread, the reader still goes on.
+      structuredClone(first.buffer, { transfer: [first.buffer as ArrayBuffer] });
+      assert.equal(x.record.payload.length, 0);
+      const y = await r.next();
+      assert.ok(y.kind === 'record' && y.record.seq === 3);
     } finally {
       await r.close();
     }

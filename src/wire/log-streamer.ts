@@ -341,15 +341,18 @@ export class LogStreamer {
           });
         }
         if (!live()) return;
+        // Taken before the push: the payload may share memory with the frame, which the
+        // pipeline may move to a compression worker (r.payload then reads as empty here).
+        const bytes = r.payload.length;
+        const logBytes = recordLogBytes(bytes);
         const f = encodeRecordFrame(r);
-        const logBytes = recordLogBytes(r.payload.length);
         await out.push(f.type, f.payload, () => {
           this.sent = r.seq;
           // A heartbeat waiting for this record leaves right behind it, not at the next batch.
           void this.sendHeartbeat();
         });
-        this.inflight.push({ seq: r.seq, bytes: r.payload.length, logBytes, time: r.time });
-        this.inflightBytes += r.payload.length;
+        this.inflight.push({ seq: r.seq, bytes, logBytes, time: r.time });
+        this.inflightBytes += bytes;
         this.inflightLogBytes += logBytes;
         this.readAheadLogBytes -= logBytes;
       }

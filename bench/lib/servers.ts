@@ -132,7 +132,8 @@ export function startPlain(image: string): Promise<BenchServer> {
   return startNodeServer(
     'plain',
     'the plain NBD server',
-    [script, image],
+    // The same Node flags as the agent: the two differ by capture only.
+    [...SERVICE_NODE_FLAGS, script, image],
     /plain ready: nbd:\/\/127\.0\.0\.1:(\d+)/,
   );
 }

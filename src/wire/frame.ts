@@ -92,7 +92,7 @@ function checkFlags(flags: number, type?: number): void {
  * A payload buffer of n bytes with room for a frame header in front of it: encodeFrame
  * then writes the header there instead of copying the payload into a new buffer.
  */
-export function allocFramePayload(n: number): Buffer {
+function allocFramePayload(n: number): Buffer {
   // Never from Buffer's shared pool: the whole ArrayBuffer must be this payload's
   // (util/headroom.ts), so that it may move to a compression worker and back.
   const payload = Buffer.allocUnsafeSlow(FRAME_HEADER_SIZE + n).subarray(FRAME_HEADER_SIZE);

@@ -172,12 +172,24 @@ static napi_value js_tune_allocator(napi_env env, napi_callback_info info) {
   return result;
 }
 
+/* trimAllocator(): malloc_trim(0) gives back to the kernel every whole free page
+ * inside the heap, not only its top. Buffers below the mmap threshold (TLS records,
+ * 4 KiB frames) come from the heap; once GC frees them, the pages between live
+ * chunks stay resident otherwise. Returns whether any memory was released. */
+static napi_value js_trim_allocator(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value result;
+  CHECK(napi_get_boolean(env, malloc_trim(0) == 1, &result));
+  return result;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
     {"seek", NULL, js_seek, NULL, NULL, NULL, napi_default, NULL},
     {"deviceSize", NULL, js_device_size, NULL, NULL, NULL, napi_default, NULL},
     {"space", NULL, js_space, NULL, NULL, NULL, napi_default, NULL},
     {"tuneAllocator", NULL, js_tune_allocator, NULL, NULL, NULL, napi_default, NULL},
+    {"trimAllocator", NULL, js_trim_allocator, NULL, NULL, NULL, napi_default, NULL},
   };
   CHECK(napi_define_properties(env, exports, sizeof props / sizeof props[0], props));
   return exports;

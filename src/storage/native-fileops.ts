@@ -6,6 +6,7 @@ interface NativeFileOps {
   deviceSize(fd: number): number;
   space(fd: number, kind: number, offset: number, length: number): Promise<void>;
   tuneAllocator(mmapThreshold: number, arenaMax: number): boolean;
+  trimAllocator(): boolean;
 }
 
 const require = createRequire(import.meta.url);
@@ -38,4 +39,9 @@ export function space(fd: number, op: number, offset: number, length: number): P
 /** glibc mallopt: a fixed mmap threshold and an arena limit (see native/fileops.c). */
 export function tuneAllocator(mmapThreshold: number, arenaMax: number): boolean {
   return native.tuneAllocator(mmapThreshold, arenaMax);
+}
+
+/** glibc malloc_trim(0): free pages anywhere in the heap go back to the kernel. */
+export function trimAllocator(): boolean {
+  return native.trimAllocator();
 }

@@ -21,6 +21,7 @@ import {
   exportFlags,
   type ServerKind,
   snapshotRebound,
+  startFloor,
   startNbdkit,
   startPlain,
   startRebound,
@@ -45,6 +46,9 @@ const USAGE = `usage: node dist/bench/nbd-vs-nbdkit.js [options]   (run as root:
   --no-flush           run nbdcopy without --flush (the issue's exact command; measures page cache)
   --plain              also run Rebound's NBD server without capture (bench/plain-nbd-server.ts):
                        what the NBD layer in Node costs before any capture
+  --floor              also run the least NBD server Node can be (bench/minimal-nbd-server.ts: a
+                       synchronous pread/pwrite and one socket write per request): the ceiling of
+                       any data path on a JavaScript event loop
   --json FILE          also write the results as JSON`;
 
 interface Options {
@@ -60,6 +64,7 @@ interface Options {
   logLimit: string;
   flush: boolean;
   plain: boolean;
+  floor: boolean;
   json?: string;
 }
 
@@ -90,6 +95,7 @@ function parseOptions(argv: string[]): Options {
       'log-limit': { type: 'string', default: '32G' },
       'no-flush': { type: 'boolean', default: false },
       plain: { type: 'boolean', default: false },
+      floor: { type: 'boolean', default: false },
       json: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
@@ -117,6 +123,7 @@ function parseOptions(argv: string[]): Options {
     logLimit: values['log-limit'],
     flush: !values['no-flush'],
     plain: values.plain,
+    floor: values.floor,
     json: values.json,
   };
 }
@@ -249,7 +256,9 @@ async function oneRun(o: Options, w: Workload, kind: ServerKind, n: number, work
         ? await startNbdkit(image)
         : kind === 'plain'
           ? await startPlain(image)
-          : await startRebound(image, dataDir, o.logLimit);
+          : kind === 'floor'
+            ? await startFloor(image)
+            : await startRebound(image, dataDir, o.logLimit);
     live.server = server;
     try {
       if (!flags[kind]) flags[kind] = await exportFlags(server.url);
@@ -346,7 +355,10 @@ async function main(): Promise<number> {
         `\`rebound agent serve --disk disk0=disk.img --listen 127.0.0.1:0 --log-limit ${o.logLimit}\`` +
         ' (capture on; run from a copy of dist/src taken at start)' +
         (o.plain
-          ? ' and `node dist/bench/plain-nbd-server.js disk.img` (the same NBD server, no capture)'
+          ? ', `node dist/bench/plain-nbd-server.js disk.img` (the same NBD server, no capture)'
+          : '') +
+        (o.floor
+          ? ', `node dist/bench/minimal-nbd-server.js disk.img` (the least NBD server in Node: sync pread/pwrite, one socket write per request)'
           : '') +
         ', each on a fresh sparse image',
     );
@@ -362,7 +374,7 @@ async function main(): Promise<number> {
     log(`writing ${mib(o.size)} of random data to ${src}`);
     await makeSource(src, o.size);
     const ws = workloads(o, src);
-    const kinds: ServerKind[] = o.plain ? ['nbdkit', 'rebound', 'plain'] : ['nbdkit', 'rebound'];
+    const kinds = serverKinds(o);
     const total = ws.length * o.runs * kinds.length;
     let done = 0;
     for (let n = 1; n <= o.runs; n++) {
@@ -397,6 +409,16 @@ async function main(): Promise<number> {
   }
 }
 
+/** nbdkit and the agent always; the NBD-layer-only and Node-floor servers when asked for. */
+function serverKinds(o: Options): ServerKind[] {
+  return [
+    'nbdkit',
+    'rebound',
+    ...(o.plain ? (['plain'] as const) : []),
+    ...(o.floor ? (['floor'] as const) : []),
+  ];
+}
+
 function report(o: Options, ws: Workload[], records: RunRecord[], say: (l?: string) => void): void {
   const best = (w: WorkloadId, k: ServerKind) => {
     const vs = records.filter((r) => r.workload === w && r.server === k && r.value !== undefined && !r.error);
@@ -405,22 +427,23 @@ function report(o: Options, ws: Workload[], records: RunRecord[], say: (l?: stri
   const peakOf = (rs: RunRecord[]) => rs.reduce<RssPeak | undefined>((p, r) => maxPeak(p, r.rss), undefined);
   const ratioText = (x: number | undefined, y: number | undefined) =>
     x && y !== undefined ? `${(y / x).toFixed(2)}x` : 'n/a';
+  const extra = serverKinds(o).slice(2) as ('plain' | 'floor')[];
+  const extraTitle = { plain: 'rebound NBD server without capture', floor: 'least NBD server in Node' };
   say(
     `| workload | nbdkit | rebound | ratio (rebound/nbdkit) | ≥ ${GOAL_RATIO}x | rebound peak RSS |` +
-      (o.plain ? ' rebound NBD server without capture | its ratio |' : ''),
+      extra.map((k) => ` ${extraTitle[k]} | its ratio |`).join(''),
   );
-  say(`|---|---:|---:|---:|:-:|---:|${o.plain ? '---:|---:|' : ''}`);
+  say(`|---|---:|---:|---:|:-:|---:|${extra.map(() => '---:|---:|').join('')}`);
   for (const w of ws) {
     const a = best(w.id, 'nbdkit');
     const b = best(w.id, 'rebound');
     const ratio = a && b !== undefined ? b / a : undefined;
     const rss = peakOf(records.filter((r) => r.workload === w.id && r.server === 'rebound'));
-    const p = best(w.id, 'plain');
     say(
       `| ${w.label} (${w.unit}) | ${fmt(a, w.unit)} | ${fmt(b, w.unit)} | ` +
         `${ratioText(a, b)} | ${ratio === undefined ? '?' : ratio >= GOAL_RATIO ? 'yes' : 'NO'} | ` +
         `${rss ? mib(rss.sampledPeak) : 'n/a'} |` +
-        (o.plain ? ` ${fmt(p, w.unit)} | ${ratioText(a, p)} |` : ''),
+        extra.map((k) => ` ${fmt(best(w.id, k), w.unit)} | ${ratioText(a, best(w.id, k))} |`).join(''),
     );
   }
   say();
@@ -437,8 +460,7 @@ function report(o: Options, ws: Workload[], records: RunRecord[], say: (l?: stri
   say(`Best of ${o.runs} run(s) each; MB/s are 10^6 bytes per second; higher is better everywhere.`);
   say();
   say('Export flags as nbdinfo sees them:');
-  for (const k of o.plain ? (['nbdkit', 'rebound', 'plain'] as const) : (['nbdkit', 'rebound'] as const))
-    say(`- ${k}: ${flags[k] ?? 'n/a'}`);
+  for (const k of serverKinds(o)) say(`- ${k}: ${flags[k] ?? 'n/a'}`);
   say();
   say('Every run:');
   say();

@@ -8,8 +8,11 @@ import { SERVICE_NODE_FLAGS } from '../../src/cli/service-memory.js';
 import { exited, freePort, run, stopChild, Tail, waitExit, waitFor } from './proc.js';
 import { type RssPeak, RssSampler } from './rss.js';
 
-/** `plain` (with --plain): Rebound's NBD server over the file without capture. */
-export type ServerKind = 'nbdkit' | 'rebound' | 'plain';
+/**
+ * `plain` (with --plain): Rebound's NBD server over the file without capture; `floor`
+ * (with --floor): the least NBD server Node can be, over the file.
+ */
+export type ServerKind = 'nbdkit' | 'rebound' | 'plain' | 'floor';
 
 /** The rebound CLI, compiled next to this bench (dist/src/cli/main.js). */
 export const REBOUND_CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
@@ -135,6 +138,17 @@ export function startPlain(image: string): Promise<BenchServer> {
     // The same Node flags as the agent: the two differ by capture only.
     [...SERVICE_NODE_FLAGS, script, image],
     /plain ready: nbd:\/\/127\.0\.0\.1:(\d+)/,
+  );
+}
+
+/** The least NBD server in Node (bench/minimal-nbd-server.ts), ready at its "floor ready" line. */
+export function startFloor(image: string): Promise<BenchServer> {
+  const script = fileURLToPath(new URL('../minimal-nbd-server.js', import.meta.url));
+  return startNodeServer(
+    'floor',
+    'the least NBD server',
+    [...SERVICE_NODE_FLAGS, script, image],
+    /floor ready: nbd:\/\/127\.0\.0\.1:(\d+)/,
   );
 }
 

@@ -85,10 +85,16 @@ function serve(sock: Socket): void {
         buf = buf.subarray(4);
         stage = 'options';
       } else if (stage === 'options') {
-        if (buf.length < 16) return void (want = 16);
+        if (buf.length < 16) {
+          want = 16;
+          return;
+        }
         const opt = buf.readUInt32BE(8);
         const len = buf.readUInt32BE(12);
-        if (buf.length < 16 + len) return void (want = 16 + len);
+        if (buf.length < 16 + len) {
+          want = 16 + len;
+          return;
+        }
         buf = buf.subarray(16 + len);
         if (opt === OPT.EXPORT_NAME) {
           const b = Buffer.alloc(10);
@@ -106,14 +112,20 @@ function serve(sock: Socket): void {
           sock.write(optionReply(opt, REP.ERR_UNSUP));
         }
       } else {
-        if (buf.length < REQUEST_HEADER_SIZE) return void (want = REQUEST_HEADER_SIZE);
+        if (buf.length < REQUEST_HEADER_SIZE) {
+          want = REQUEST_HEADER_SIZE;
+          return;
+        }
         const flags = buf.readUInt16BE(4);
         const type = buf.readUInt16BE(6);
         const handle = buf.subarray(8, 16);
         const offset = Number(buf.readBigUInt64BE(16));
         const length = buf.readUInt32BE(24);
         const need = REQUEST_HEADER_SIZE + (type === CMD.WRITE ? length : 0);
-        if (buf.length < need) return void (want = need);
+        if (buf.length < need) {
+          want = need;
+          return;
+        }
         const payload = buf.subarray(REQUEST_HEADER_SIZE, need);
         buf = buf.subarray(need);
         if (type === CMD.WRITE) {

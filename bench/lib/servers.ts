@@ -131,25 +131,22 @@ export function startRebound(image: string, dataDir: string, logLimit: string): 
 
 /** Rebound's NBD server without capture (bench/plain-nbd-server.ts), ready at its "plain ready" line. */
 export function startPlain(image: string): Promise<BenchServer> {
-  const script = fileURLToPath(new URL('../plain-nbd-server.js', import.meta.url));
-  return startNodeServer(
-    'plain',
-    'the plain NBD server',
-    // The same Node flags as the agent: the two differ by capture only.
-    [...SERVICE_NODE_FLAGS, script, image],
-    /plain ready: nbd:\/\/127\.0\.0\.1:(\d+)/,
-  );
+  return startBenchScript('plain', 'the plain NBD server', 'plain-nbd-server.js', image);
 }
 
 /** The least NBD server in Node (bench/minimal-nbd-server.ts), ready at its "floor ready" line. */
 export function startFloor(image: string): Promise<BenchServer> {
-  const script = fileURLToPath(new URL('../minimal-nbd-server.js', import.meta.url));
-  return startNodeServer(
-    'floor',
-    'the least NBD server',
-    [...SERVICE_NODE_FLAGS, script, image],
-    /floor ready: nbd:\/\/127\.0\.0\.1:(\d+)/,
-  );
+  return startBenchScript('floor', 'the least NBD server', 'minimal-nbd-server.js', image);
+}
+
+/**
+ * One of bench/'s own servers over `image`, with the agent's Node flags (so that they differ
+ * from it by what they do per request only), ready at its "KIND ready: nbd://..." line.
+ */
+function startBenchScript(kind: 'plain' | 'floor', what: string, file: string, image: string) {
+  const script = fileURLToPath(new URL(`../${file}`, import.meta.url));
+  const ready = new RegExp(`${kind} ready: nbd://127\\.0\\.0\\.1:(\\d+)`);
+  return startNodeServer(kind, what, [...SERVICE_NODE_FLAGS, script, image], ready);
 }
 
 /** Runs `node ARGS` and waits (30 s at most) for `ready` on its stdout, whose group 1 is the port. */

@@ -1,9 +1,10 @@
 // The bench's fourth server (`--floor`): the least a Node.js NBD server can do per request.
 // Handshake (fixed newstyle, GO / INFO / EXPORT_NAME), then simple replies only: a
 // synchronous pread or pwrite on the event loop and one socket write per request; no
-// capture, no locks, no buffer pools, no structured replies. Whatever it reaches on a
-// workload is the ceiling of any server whose data path runs on a JavaScript event loop
-// on this machine (the agent's figures sit below it; see bench/RESULTS.md).
+// capture, no locks, no buffer pools, no structured replies, and no checks of what the
+// client sends (bench use only, on loopback). What it reaches on a workload is about the
+// most a server whose data path runs on a JavaScript event loop can reach on this machine:
+// every real server does at least this much per request (see bench/RESULTS.md).
 //   node dist/bench/minimal-nbd-server.js IMAGE   → prints "floor ready: nbd://127.0.0.1:PORT"
 import { closeSync, fdatasyncSync, fstatSync, openSync, readSync, writeSync } from 'node:fs';
 import { createServer, type Socket } from 'node:net';

@@ -47,8 +47,8 @@ const USAGE = `usage: node dist/bench/nbd-vs-nbdkit.js [options]   (run as root:
   --plain              also run Rebound's NBD server without capture (bench/plain-nbd-server.ts):
                        what the NBD layer in Node costs before any capture
   --floor              also run the least NBD server Node can be (bench/minimal-nbd-server.ts: a
-                       synchronous pread/pwrite and one socket write per request): the ceiling of
-                       any data path on a JavaScript event loop
+                       synchronous pread/pwrite and one socket write per request): about the
+                       most a data path on a JavaScript event loop reaches here
   --json FILE          also write the results as JSON`;
 
 interface Options {

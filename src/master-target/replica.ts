@@ -13,6 +13,7 @@ import { BlockStore } from '../storage/block-store.js';
 import { isAllZero } from '../util/buffers.js';
 import { readJsonFile, writeJsonFile } from '../util/json-file.js';
 import type { BlockHash } from '../wire/frame.js';
+import { BatchOverlaps } from './batch-overlaps.js';
 import { describeDamage } from './journal-damage.js';
 import { type JournalRecord, JournalRecordType, MAX_JOURNAL_PAYLOAD } from './journal-record.js';
 import { PointView, type ViewSource } from './point-view.js';
@@ -516,8 +517,8 @@ export class Replica {
    * with the earlier changes of this same batch laid over them (not written yet).
    */
   private async *beforeImages(fresh: ReplicaItem[]): AsyncGenerator<JournalRecord> {
-    for (let i = 0; i < fresh.length; i++) {
-      const it = fresh[i];
+    const earlier = new BatchOverlaps();
+    for (const it of fresh) {
       if (it.type === 'marker') {
         yield { type: JournalRecordType.Marker, seq: it.seq, time: it.time, kind: it.kind, tag: it.tag };
         continue;
@@ -526,7 +527,7 @@ export class Replica {
       let off = it.offset;
       do {
         const n = Math.min(CHUNK_BYTES, end - off);
-        const image = await this.readBefore(it.disk, off, n, fresh, i);
+        const image = await this.readBefore(it.disk, off, n, earlier);
         yield {
           type: JournalRecordType.BeforeImage,
           seq: it.seq,
@@ -539,32 +540,39 @@ export class Replica {
         };
         off += n;
       } while (off < end);
+      earlier.add(it);
     }
   }
 
-  /** Bytes at [offset, offset+n) before fresh[i]; null when they are all zeroes. */
+  /**
+   * Bytes at [offset, offset+n) before the batch's next change: the replica's, with the
+   * batch's earlier changes (`batch`) laid over them in order; null when all zeroes.
+   */
   private async readBefore(
     disk: number,
     offset: number,
     n: number,
-    fresh: ReplicaItem[],
-    i: number,
+    batch: BatchOverlaps,
   ): Promise<Buffer | null> {
     if (n === 0) return null;
-    const earlier: Change[] = [];
-    for (let j = 0; j < i; j++) {
-      const c = fresh[j];
-      if (c.type !== 'marker' && c.disk === disk && c.offset < offset + n && c.offset + c.length > offset) {
-        earlier.push(c);
-      }
+    const earlier = batch.overlapping(disk, offset, n);
+    // The last earlier change over the whole range hides the replica and every change
+    // before it (a block rewritten many times in one batch is laid once, and not read).
+    const covers = (c: Change) => c.offset <= offset && c.offset + c.length >= offset + n;
+    let hiding = earlier.length - 1;
+    while (hiding >= 0 && !covers(earlier[hiding]!)) hiding--;
+    let buf: Buffer;
+    if (hiding < 0) {
+      const store = this.store(disk);
+      // A hole with nothing laid over it costs neither a read nor journal space.
+      const ext = store.extents(offset, n, 1);
+      if (earlier.length === 0 && ext[0]?.hole && ext[0].length >= n) return null;
+      buf = Buffer.allocUnsafe(n);
+      await store.readInto(buf, offset);
+    } else {
+      buf = Buffer.allocUnsafe(n); // every byte comes from earlier[hiding] or later
     }
-    const store = this.store(disk);
-    // A hole with nothing laid over it costs neither a read nor journal space.
-    const ext = store.extents(offset, n, 1);
-    if (earlier.length === 0 && ext[0]?.hole && ext[0].length >= n) return null;
-    const buf = Buffer.allocUnsafe(n);
-    await store.readInto(buf, offset);
-    for (const c of earlier) {
+    for (const c of hiding < 0 ? earlier : earlier.slice(hiding)) {
       const from = Math.max(c.offset, offset);
       const to = Math.min(c.offset + c.length, offset + n);
       if (c.type === 'write') c.data!.copy(buf, from - offset, from - c.offset, to - c.offset);

@@ -29,7 +29,7 @@ function compressible(seed: number): Buffer {
 
 describe('log streamer accounting', { timeout: 60_000 }, () => {
   const { dir, cleanup } = scratchDir('streamer-window');
-  const logger = pino({ level: process.env.TEST_LOG ?? 'silent' });
+  const logger = pino({ level: 'silent' });
   let server: FrameServer | undefined;
   let streamer: LogStreamer | undefined;
   let log: ChangeLog | undefined;

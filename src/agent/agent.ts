@@ -65,10 +65,11 @@ export interface ChangeOptions {
   noHole?: boolean;
   fua?: boolean;
   /**
-   * Called once the change has its place in the log (sequence assigned, record queued),
-   * before it is written: the NBD reply may go then. From there on the change never
-   * fails to its caller; an error is kept for the next FLUSH (takeLateWriteError), which
-   * also waits for the change. Reads of its range wait for it (the range lock).
+   * Called once the change's record is written to the log (in the page cache, so a
+   * crash of this process cannot lose it: the restart redoes it onto the disk), before
+   * the disk write: the NBD reply may go then. From there on the change never fails to
+   * its caller; an error is kept for the next FLUSH (takeLateWriteError), which also
+   * waits for the change. Reads of its range wait for it (the range lock).
    */
   ack?: () => void;
 }
@@ -104,7 +105,7 @@ export class Agent {
   private logFullWarned = false;
   /** Changes between their log append and their disk write: a clean stop waits for them. */
   private readonly inflight = new Set<Promise<void>>();
-  /** Changes that may be acknowledged before they end (ChangeOptions.ack, writeNow's fallback). */
+  /** Changes that may be acknowledged before they end (ChangeOptions.ack). */
   private readonly lateWrites = new Set<Promise<void>>();
   /** The first error of a write that failed after it was acknowledged (see writeNow). */
   private lateWriteError: Error | undefined;
@@ -354,7 +355,7 @@ export class Agent {
     length: number,
     flags: number,
     payload: Buffer,
-    onQueued?: () => void,
+    onLogged?: () => void,
   ): Promise<number | undefined> {
     const hasRoom = () => this.log.hasRoom(payload.length);
     let room = hasRoom();
@@ -362,12 +363,17 @@ export class Agent {
     else if (this.congestion) room = await this.congestion.waitForRoom(hasRoom);
     if (room) {
       const { seq, written } = this.appendChange(disk, type, offset, length, flags, payload);
-      onQueued?.();
+      let logged = true;
       try {
         await written;
-        return seq;
       } catch {
+        logged = false;
         this.complete(seq); // nothing of it is in the log; the bitmap below covers the range
+      }
+      if (logged) {
+        // Not before: a reply for a record still queued in memory dies with the process.
+        onLogged?.();
+        return seq;
       }
     }
     this.unloggedSinceSync = true;
@@ -452,18 +458,20 @@ export class Agent {
   /**
    * The fast path of a small WRITE without FUA. When nothing can make it wait (no
    * overlapping change in flight, room in the log, nothing queued in the log, no
-   * barrier), calls ack() (the NBD reply), then logs the change and writes the disk on
-   * this thread, in applyChange's order, before anything else runs: a READ or FLUSH
-   * that follows the reply sees it. The reply leaves first so that the client works
-   * while these two writes run. Returns false, having done nothing, when it cannot.
-   * A write that fails after ack() falls back to the bitmap (as applyChange does) and
-   * the next FLUSH reports the error (takeLateWriteError).
+   * barrier), logs the change, calls ack() (the NBD reply), then writes the disk, all on
+   * this thread in applyChange's order before anything else runs: a READ or FLUSH that
+   * follows the reply sees the write. The record is written before the reply so that a
+   * crash of this process never loses an acknowledged write (the restart redoes it); the
+   * disk write comes after, while the client already works on its next request.
+   * Returns false, having done nothing, when it cannot (including when the log's write
+   * fails: the usual path then sends the range to the bitmap and writes the disk).
+   * A disk write that fails after ack() marks the range resync required and the next
+   * FLUSH reports the error (takeLateWriteError).
    */
   writeNow(disk: CapturedDisk, offset: number, data: Buffer, ack: () => void): boolean {
     if (this.closing || this.barrier.held || !disk.locks.isFree(offset, data.length)) return false;
     // canAppendNow also bounds the size, so the disk write below is a small one too.
     if (!this.log.hasRoom(data.length) || !this.log.canAppendNow(data.length)) return false;
-    ack();
     const seq = this.log.appendNow({
       type: RecordType.Write,
       flags: 0,
@@ -473,16 +481,8 @@ export class Agent {
       length: data.length,
       payload: data,
     });
-    if (seq === undefined) {
-      // The log volume failed just now: the usual path marks the range resync required
-      // and writes the disk. `data` goes back to the server's pool when this returns.
-      const copy = Buffer.from(data);
-      void this.afterAck(
-        this.change(disk, RecordType.Write, offset, copy.length, { data: copy }),
-        () => true,
-      );
-      return true;
-    }
+    if (seq === undefined) return false;
+    ack();
     this.congestion?.noteRoom();
     try {
       disk.store.writeNow(data, offset);

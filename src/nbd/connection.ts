@@ -442,9 +442,9 @@ export class NbdConnection {
 
   /**
    * A WRITE the export can do at once (NbdExport.writeNow): no promise per request, and
-   * the reply leaves before the export's own writes (at once, when no other request is
-   * waiting to be read). Through nbdfuse + loop a client has one request in flight, so
-   * each write's round trip is what it waits for.
+   * the reply leaves as soon as the export calls ack() (at once, when no other request is
+   * waiting to be read), before the rest of the export's work. Through nbdfuse + loop a
+   * client has one request in flight, so each write's round trip is what it waits for.
    */
   private writeNow(exp: NbdExport, req: Request, payload: Buffer): boolean {
     if (!exp.writeNow || exp.readOnly || req.flags & CMD_FLAG.FUA) return false;

@@ -15,15 +15,17 @@ export interface NbdExport {
    * `data` belongs to the server's buffer pool and is reused once the returned promise
    * settles: an export that keeps the bytes longer must copy them. An export may call
    * `ack` (given without FUA) once a READ or FLUSH sent after the reply would see the
-   * write; the server then replies at once, and the promise must not reject after that
-   * (a later failure is the next flush()'s to report).
+   * write and a crash of the export's process would not lose it; the server then replies
+   * at once, and the promise must not reject after that (a later failure is the next
+   * flush()'s to report).
    */
   write(offset: number, data: Buffer, fua: boolean, ack?: () => void): Promise<void>;
   /**
-   * Optional fast path of a WRITE without FUA: calls ack() (which sends the reply), does
-   * the write on this thread before returning, and returns true; or does nothing and
-   * returns false (then the server calls write()). An error after ack() is reported by
-   * the next flush(). `data` is reused as soon as it returns.
+   * Optional fast path of a WRITE without FUA: does the write on this thread before
+   * returning, calling ack() (which sends the reply) on the way under the same rule as
+   * write()'s, and returns true; or does nothing and returns false (then the server
+   * calls write()). An error after ack() is reported by the next flush(). `data` is
+   * reused as soon as it returns.
    */
   writeNow?(offset: number, data: Buffer, ack: () => void): boolean;
   writeZeroes(offset: number, length: number, opts: { noHole: boolean; fua: boolean }): Promise<void>;

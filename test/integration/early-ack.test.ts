@@ -1,7 +1,9 @@
-// A WRITE without FUA is acknowledged before its log and disk writes end (small ones by
-// the fast path, larger ones once their record is queued). What the client was promised
-// must still hold: a READ after the reply sees the write, a FLUSH after it covers it,
-// and the log holds the writes in the order of their replies.
+// A WRITE without FUA is acknowledged once its record is written to the log, before its
+// disk write (small ones by the fast path, larger ones by the queued path). Never before
+// the log write: a reply for a record that is not in the kernel yet dies with the process
+// (test/integration/crash-loop.test.ts shows it). What the client was promised must hold:
+// a READ after the reply sees the write, a FLUSH after it covers it, and the log holds
+// the writes in the order of their replies.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
@@ -36,6 +38,7 @@ test('a large write acknowledged early: a read and a flush sent after the reply 
   const write = exp
     .write(8 * MiB, data, false, () => {
       assert.equal(settled, false, 'the reply goes before the write ends');
+      assert.equal(agent.log.lastWritten, 1, 'and after its record is written to the log');
       readAfterAck = exp.read(8 * MiB, data.length);
       flushAfterAck = exp.flush().then(() => {
         settledBeforeFlush = settled;
@@ -68,7 +71,10 @@ test('small writes by the fast path are in the log in reply order and read back 
   const replies: number[] = [];
   for (let i = 0; i < blocks.length; i++) {
     const offset = (1 + ((i * 37) % 1000)) * 4 * KiB;
-    const done = exp.writeNow!(offset, blocks[i], () => replies.push(offset));
+    const done = exp.writeNow!(offset, blocks[i], () => {
+      assert.equal(agent.log.lastWritten, i + 2, 'the reply goes after the record is written');
+      replies.push(offset);
+    });
     assert.equal(done, true, `write ${i} took the fast path`);
     assert.ok((await exp.read(offset, 4 * KiB)).equals(blocks[i]));
   }

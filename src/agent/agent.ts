@@ -31,6 +31,7 @@ import type { Congestion } from './congestion.js';
 import { type DataDirLock, lockDataDir } from './data-dir-lock.js';
 import { RangeLock } from './range-lock.js';
 import { redoLogTail } from './redo.js';
+import { SettledWatermarks } from './settled-watermarks.js';
 import { type BarrierStatus, WriteBarrier } from './write-barrier.js';
 
 export const DEFAULT_LOG_LIMIT = 1024 * 1024 * 1024;
@@ -88,6 +89,12 @@ export class Agent {
   private persistTimer: NodeJS.Timeout | undefined;
   private checkpointTimer: NodeJS.Timeout | undefined;
   private persistedWatermark = 0;
+  /** Resolved (and replaced) whenever the watermark advances. */
+  private watermarkAdvanced = deferred();
+  /** The file of settleLoggedBeforeUnlogged(), the value last given to it, and that write. */
+  private settled!: SettledWatermarks;
+  private settledThrough = 0;
+  private settleWrite: Promise<void> = Promise.resolve();
   /** Every change <= this is durable on its disk (see checkpoint()). */
   private durableThrough = 0;
   private checkpointing: Promise<void> | undefined;
@@ -188,18 +195,24 @@ export class Agent {
       segmentBytes: opts.segmentBytes ?? DEFAULT_SEGMENT_BYTES,
       logger,
     });
-    if (prior && !prior.clean) {
-      try {
-        await recoverFromCrash(prior, log, captured, logger);
-      } catch (e) {
-        await log.close();
-        for (const s of stores) await s.store.close();
-        lock!.release();
-        throw e;
-      }
+    let settled: SettledWatermarks | undefined;
+    try {
+      settled = await SettledWatermarks.open(join(dataDir, 'dirty', 'settled-watermarks'));
+      if (prior && !prior.clean) await recoverFromCrash(prior, settled, log, captured, logger);
+      // From here on the watermarks below are the truth (a value from before a power loss
+      // may name sequence numbers the cut log hands out again).
+      await settled.reset(log.nextSeq - 1);
+    } catch (e) {
+      await settled?.close();
+      await log.close();
+      for (const s of stores) await s.store.close();
+      lock!.release();
+      throw e;
     }
     const agent = new Agent(dataDir, state, log, captured, plain, logger, lock!);
+    agent.settled = settled;
     agent.watermark = log.nextSeq - 1;
+    agent.settledThrough = agent.watermark;
     // Regions dirty from before this start: logged changes up to here must reach the
     // replica before a resync compares blocks.
     if (captured.some((d) => d.bitmap.dirtyBytes > 0)) agent.lastUnloggedSeq = log.nextSeq - 1;
@@ -342,6 +355,38 @@ export class Agent {
     }
     this.watermark = seq;
     while (this.completedAbove.delete(this.watermark + 1)) this.watermark++;
+    const advanced = this.watermarkAdvanced;
+    this.watermarkAdvanced = deferred();
+    advanced.resolve();
+  }
+
+  /**
+   * Before a change the log cannot take touches the disk: every change logged before it
+   * is on its disk, and the settled-watermarks file says so. A crash's redo then starts
+   * after all of them and never lays an older logged change over this newer unlogged one;
+   * so the redo needs no exception for dirty ranges, and a logged change newer than a
+   * dirty range is redone like any other (skipping it lost an acknowledged write).
+   * Waits only for changes already logged, which hold their range locks: no deadlock.
+   * While the log stays full nothing new is logged, and this returns at once.
+   */
+  private async settleLoggedBeforeUnlogged(): Promise<void> {
+    const target = this.log.nextSeq - 1;
+    if (this.settledThrough < target) {
+      while (this.watermark < target) await this.watermarkAdvanced.promise;
+      if (this.settledThrough < target) {
+        const seq = this.watermark;
+        this.settledThrough = seq;
+        const write = this.settled.setApplied(seq);
+        this.settleWrite = write.catch((e) => {
+          this.logger.error({ err: e }, 'cannot record the settled watermark');
+          if (this.settledThrough === seq) this.settledThrough = 0;
+        });
+        await write;
+        return;
+      }
+    }
+    // Another change's write of the same watermark may still be on its way.
+    await this.settleWrite;
   }
 
   /**
@@ -386,6 +431,7 @@ export class Agent {
       );
     }
     this.noteUnlogged();
+    await this.settleLoggedBeforeUnlogged();
     await disk.bitmap.mark(offset, length);
     return undefined;
   }
@@ -678,6 +724,8 @@ export class Agent {
     let logFailed = false;
     const unlogged = this.unloggedSinceSync;
     this.unloggedSinceSync = false;
+    // Every change up to here is on its disk (page cache): the disks' sync makes it durable.
+    const appliedBeforeSync = this.watermark;
     try {
       await Promise.all([
         this.log.sync().catch((e) => {
@@ -694,6 +742,13 @@ export class Agent {
         await Promise.all(this.captured.map((d) => d.store.sync()));
       }
       await Promise.all(this.captured.map((d) => d.bitmap.sync()));
+      if (unlogged && appliedBeforeSync > this.durableThrough) {
+        // The disks were synced for the unlogged changes: record it, so that after a power
+        // loss the redo starts after every logged change older than them and never lays
+        // one over them (settleLoggedBeforeUnlogged). The next checkpoint puts it in agent.json.
+        await this.settled.setDurable(appliedBeforeSync);
+        this.durableThrough = Math.max(this.durableThrough, appliedBeforeSync);
+      }
     } catch (e) {
       if (unlogged) this.unloggedSinceSync = true;
       throw e;
@@ -764,6 +819,7 @@ export class Agent {
     await this.stateWrites;
     this.closed = true;
     await this.log.close();
+    await this.settled.close();
     for (const d of this.captured) {
       await d.bitmap.close();
       await d.store.close();
@@ -789,13 +845,14 @@ export class Agent {
  */
 async function recoverFromCrash(
   prior: AgentState,
+  settled: SettledWatermarks,
   log: ChangeLog,
   disks: CapturedDisk[],
   logger: Logger,
 ): Promise<void> {
   const names = new Map(prior.disks.map((d) => [d.id, d.name]));
   if (prior.bootId !== currentBootId()) {
-    const from = Math.max(prior.durableThrough ?? 0, log.trimmedThrough) + 1;
+    const from = Math.max(prior.durableThrough ?? 0, settled.durable, log.trimmedThrough) + 1;
     const n = await redoLogTail(log, from, disks, names);
     for (const d of disks) await d.bitmap.markAll();
     for (const d of disks) await d.bitmap.sync();
@@ -805,10 +862,18 @@ async function recoverFromCrash(
     );
     return;
   }
-  const from = Math.max(prior.appliedThrough, log.trimmedThrough) + 1;
+  const from = Math.max(prior.appliedThrough, settled.applied, log.trimmedThrough) + 1;
   const n = await redoLogTail(log, from, disks, names);
   logger.warn(
     { from, records: n },
     'agent restarted after a crash: redid the change-log tail onto the disks',
   );
+}
+
+function deferred(): { promise: Promise<void>; resolve: () => void } {
+  let resolve!: () => void;
+  const promise = new Promise<void>((r) => {
+    resolve = r;
+  });
+  return { promise, resolve };
 }

@@ -4,8 +4,12 @@ import { RecordType } from '../changelog/record.js';
 import type { CapturedDisk } from './agent.js';
 
 /**
- * Replays records with seq >= from in order. Ranges marked in the dirty bitmap are
- * skipped: there the disk itself is the truth (an unlogged write may be newer).
+ * Replays records with seq >= from in order, dirty ranges included: a change the log
+ * could not take waits, before it touches the disk, until agent.json's watermarks cover
+ * every change logged before it (Agent.settleLoggedBeforeUnlogged, and the durable
+ * watermark a FLUSH records after syncing the disks for unlogged changes). So every
+ * record redone here is newer than any unlogged write on its range, and skipping one
+ * would lose it (an acknowledged write whose disk write the crash cut short).
  */
 export async function redoLogTail(
   log: ChangeLog,
@@ -26,7 +30,6 @@ export async function redoLogTail(
           `(from seq ${r.seq}), which was not given: start the agent with every disk it captured before the crash`,
       );
     }
-    if (disk.bitmap.isDirty(r.offset, r.length)) continue;
     if (r.type === RecordType.Write) await disk.store.write(r.payload, r.offset);
     else if (r.type === RecordType.Zero) await disk.store.zero(r.offset, r.length, (r.flags & 1) !== 0);
     else await disk.store.trim(r.offset, r.length);

@@ -14,6 +14,7 @@ type NewRecordType = RecordType.Write | RecordType.Zero | RecordType.Trim;
 import type { NbdExport } from '../nbd/export.js';
 import { BlockStore } from '../storage/block-store.js';
 import { FileExport } from '../storage/file-export.js';
+import { deferred } from '../util/deferred.js';
 import { SyncCoalescer } from '../util/sync-coalescer.js';
 import type { AckGate } from './ack-gate.js';
 import {
@@ -868,12 +869,4 @@ async function recoverFromCrash(
     { from, records: n },
     'agent restarted after a crash: redid the change-log tail onto the disks',
   );
-}
-
-function deferred(): { promise: Promise<void>; resolve: () => void } {
-  let resolve!: () => void;
-  const promise = new Promise<void>((r) => {
-    resolve = r;
-  });
-  return { promise, resolve };
 }

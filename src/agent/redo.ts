@@ -5,9 +5,10 @@ import type { CapturedDisk } from './agent.js';
 
 /**
  * Replays records with seq >= from in order, dirty ranges included: a change the log
- * could not take waits, before it touches the disk, until agent.json's watermarks cover
+ * could not take waits, before it touches the disk, until the settled watermarks cover
  * every change logged before it (Agent.settleLoggedBeforeUnlogged, and the durable
- * watermark a FLUSH records after syncing the disks for unlogged changes). So every
+ * watermark a FLUSH records after syncing the disks for unlogged changes), and the
+ * redo starts after them (recoverFromCrash). So every
  * record redone here is newer than any unlogged write on its range, and skipping one
  * would lose it (an acknowledged write whose disk write the crash cut short).
  */

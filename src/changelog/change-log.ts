@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { SYNC_WRITE_MAX } from '../storage/block-store.js';
 import { skipBytes } from '../util/buffers.js';
+import { deferred } from '../util/deferred.js';
 import { fsyncDir } from '../util/fsync-dir.js';
 import { readJsonFile, writeJsonFile } from '../util/json-file.js';
 import { LogCorruptError } from './log-corrupt-error.js';
@@ -534,12 +535,4 @@ export class ChangeLog {
       this.fh = undefined;
     }
   }
-}
-
-function deferred(): { promise: Promise<void>; resolve: () => void } {
-  let resolve!: () => void;
-  const promise = new Promise<void>((r) => {
-    resolve = r;
-  });
-  return { promise, resolve };
 }

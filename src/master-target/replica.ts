@@ -561,18 +561,17 @@ export class Replica {
     const covers = (c: Change) => c.offset <= offset && c.offset + c.length >= offset + n;
     let hiding = earlier.length - 1;
     while (hiding >= 0 && !covers(earlier[hiding]!)) hiding--;
-    let buf: Buffer;
-    if (hiding < 0) {
-      const store = this.store(disk);
+    const store = this.store(disk);
+    if (earlier.length === 0) {
       // A hole with nothing laid over it costs neither a read nor journal space.
       const ext = store.extents(offset, n, 1);
-      if (earlier.length === 0 && ext[0]?.hole && ext[0].length >= n) return null;
-      buf = Buffer.allocUnsafe(n);
-      await store.readInto(buf, offset);
-    } else {
-      buf = Buffer.allocUnsafe(n); // every byte comes from earlier[hiding] or later
+      if (ext[0]?.hole && ext[0].length >= n) return null;
     }
-    for (const c of hiding < 0 ? earlier : earlier.slice(hiding)) {
+    const buf = Buffer.allocUnsafe(n);
+    // With a hiding change, every byte comes from it or a later one: the replica is not read.
+    if (hiding < 0) await store.readInto(buf, offset);
+    for (let k = Math.max(hiding, 0); k < earlier.length; k++) {
+      const c = earlier[k]!;
       const from = Math.max(c.offset, offset);
       const to = Math.min(c.offset + c.length, offset + n);
       if (c.type === 'write') c.data!.copy(buf, from - offset, from - c.offset, to - c.offset);

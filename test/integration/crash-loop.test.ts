@@ -10,7 +10,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { appendFileSync, readdirSync, readFileSync } from 'node:fs';
+import { appendFileSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { promisify } from 'node:util';
@@ -157,12 +157,14 @@ describe('agent crash loop (SIGKILL under write load)', { timeout: 300_000 }, ()
       // half a record header at the end of the newest segment.
       if (round % 2 === 1) {
         const logDir = join(dataDir, 'log');
-        const newest = readdirSync(logDir)
+        const segments = readdirSync(logDir)
           .filter((n) => n.endsWith('.rcl'))
           .sort()
-          .at(-1)!;
-        const head = readFileSync(join(logDir, newest)).subarray(0, 30);
-        appendFileSync(join(logDir, newest), head);
+          .map((n) => join(logDir, n));
+        // The kill may come right after a rotation, with the newest segment still empty:
+        // the half header is then taken from the newest segment that has one.
+        const withRecords = segments.filter((p) => statSync(p).size >= 30).at(-1)!;
+        appendFileSync(segments.at(-1)!, readFileSync(withRecords).subarray(0, 30));
       }
       t.diagnostic(
         `round ${round}: ${all.length} writes issued, ${all.filter((w) => w.ackedAt).length} acknowledged, ` +

@@ -2,7 +2,9 @@
  * Linux file operations that Node's fs module does not expose and that the
  * NBD server needs: SEEK_DATA/SEEK_HOLE (block status), fallocate punch-hole
  * and zero-range (trim, write-zeroes), and block-device size/discard/zeroout;
- * and glibc's mallopt, which the long-running services use to keep RSS bounded.
+ * glibc's mallopt, which the long-running services use to keep RSS bounded; and
+ * sync_file_range + posix_fadvise, with which the change log keeps only its newest
+ * bytes in the page cache (src/changelog/cache-window.ts).
  * Why our own: no maintained npm package offers SEEK_DATA/SEEK_HOLE (see
  * docs/architecture.md). Everything slow runs on libuv's thread pool.
  */
@@ -83,7 +85,11 @@ static napi_value js_device_size(napi_env env, napi_callback_info info) {
 }
 
 /* Asynchronous space operations: fallocate modes and block-device ioctls. */
-enum op_kind { OP_PUNCH = 1, OP_ZERO_RANGE = 2, OP_BLK_DISCARD = 3, OP_BLK_ZEROOUT = 4 };
+enum op_kind {
+  OP_PUNCH = 1, OP_ZERO_RANGE = 2, OP_BLK_DISCARD = 3, OP_BLK_ZEROOUT = 4,
+  /* Page-cache advice: start writeback of a range; write it back, wait, and drop it. */
+  OP_WRITEBACK = 5, OP_DROP_CACHE = 6
+};
 
 typedef struct {
   napi_async_work work;
@@ -106,6 +112,16 @@ static void space_execute(napi_env env, void *data) {
       break;
     case OP_BLK_DISCARD: r = ioctl(op->fd, BLKDISCARD, range); break;
     case OP_BLK_ZEROOUT: r = ioctl(op->fd, BLKZEROOUT, range); break;
+    case OP_WRITEBACK: r = sync_file_range(op->fd, op->off, op->len, SYNC_FILE_RANGE_WRITE); break;
+    case OP_DROP_CACHE:
+      /* DONTNEED drops clean pages only: write the range back first and wait for it. */
+      r = sync_file_range(op->fd, op->off, op->len,
+                          SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER);
+      if (r == 0) {
+        int e = posix_fadvise(op->fd, op->off, op->len, POSIX_FADV_DONTNEED);
+        if (e) { r = -1; errno = e; }
+      }
+      break;
     default: r = -1; errno = EINVAL;
   }
   op->err = r < 0 ? errno : 0;

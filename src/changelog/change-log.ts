@@ -8,10 +8,12 @@ import { type FileHandle, open, readdir, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { SYNC_WRITE_MAX } from '../storage/block-store.js';
+import { CacheOp, space } from '../storage/native-fileops.js';
 import { skipBytes } from '../util/buffers.js';
 import { deferred } from '../util/deferred.js';
 import { fsyncDir } from '../util/fsync-dir.js';
 import { readJsonFile, writeJsonFile } from '../util/json-file.js';
+import { type CacheAdvice, CacheWindow } from './cache-window.js';
 import { LogCorruptError } from './log-corrupt-error.js';
 import { encodeHeader, HEADER_SIZE, type LogRecord, type RecordHeader } from './record.js';
 import { SegmentReader } from './segment-reader.js';
@@ -32,7 +34,16 @@ export interface ChangeLogOptions {
   durableThrough?: number;
   /** Called once when corruption is first found (on open, or by a reader). */
   onCorruption?: (e: LogCorruptError) => void;
+  /**
+   * The newest bytes kept in the page cache; older ones are written back and dropped
+   * (cache-window.ts). 0 leaves the cache to the kernel. Default DEFAULT_CACHE_WINDOW.
+   */
+  cacheWindowBytes?: number;
 }
+
+/** Enough for a shipper that keeps up to read what it sends from memory. */
+export const DEFAULT_CACHE_WINDOW = 64 * 1024 * 1024;
+const CACHE_STEP = 8 * 1024 * 1024;
 
 export type NewRecord = Omit<RecordHeader, 'seq' | 'payloadLength'> & { payload: Buffer };
 
@@ -91,11 +102,17 @@ export class ChangeLog {
   private _corruption: LogCorruptError | undefined;
   /** The last segment holds bytes a reader cannot get past: append to a new one. */
   private sealLast = false;
+  /** What of the appended bytes to drop from the page cache, and the advice running now. */
+  private readonly cacheWindow: CacheWindow | undefined;
+  private advising: Promise<void> | undefined;
 
   private constructor(
     readonly dir: string,
     private readonly opts: ChangeLogOptions,
-  ) {}
+  ) {
+    const window = opts.cacheWindowBytes ?? DEFAULT_CACHE_WINDOW;
+    if (window > 0 && !opts.readOnly) this.cacheWindow = new CacheWindow(window, CACHE_STEP);
+  }
 
   static async open(dir: string, opts: ChangeLogOptions): Promise<ChangeLog> {
     const log = new ChangeLog(dir, opts);
@@ -382,12 +399,27 @@ export class ChangeLog {
 
   /** Bookkeeping after bytes through seq reached the current segment. */
   private wrote(seg: Segment, bytes: number, lastSeq: number): void {
+    if (this.cacheWindow) {
+      this.cacheWindow.wrote(seg.path, seg.bytes, seg.bytes + bytes);
+      if (!this.advising) this.adviseCache();
+    }
     seg.bytes += bytes;
     this._bytes += bytes;
     this._lastWritten = lastSeq;
     const advanced = this.writtenAdvanced;
     this.writtenAdvanced = deferred();
     advanced.resolve();
+  }
+
+  /** Runs the page-cache advice due now, one batch at a time, off the event loop. */
+  private adviseCache(): void {
+    const advice = this.cacheWindow!.take();
+    if (advice.length === 0) return;
+    this.advising = runCacheAdvice(advice)
+      .catch((e) => this.opts.logger?.debug({ err: e }, 'change log: page-cache advice failed'))
+      .finally(() => {
+        this.advising = undefined;
+      });
   }
 
   /**
@@ -522,7 +554,7 @@ export class ChangeLog {
 
   async close(): Promise<void> {
     while (this.writing || this.queue.length) await new Promise((r) => setTimeout(r, 1));
-    await Promise.all([...this.closing]);
+    await Promise.all([...this.closing, this.advising]);
     await this.trims;
     if (!this.opts.readOnly) await this.persistTrim();
     if (this.dirDirty) {
@@ -533,6 +565,28 @@ export class ChangeLog {
       await this.fh.sync();
       await this.fh.close();
       this.fh = undefined;
+    }
+  }
+}
+
+/**
+ * Advice only: a file of its own per segment (a segment's own handle may be closed by a
+ * rotation meanwhile), and a segment trimmed away meanwhile needs none.
+ */
+async function runCacheAdvice(advice: CacheAdvice[]): Promise<void> {
+  for (const a of advice) {
+    let fh: FileHandle;
+    try {
+      fh = await open(a.path, 'r');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') continue;
+      throw e;
+    }
+    try {
+      if (a.writeback) await space(fh.fd, CacheOp.WRITEBACK, a.writeback.offset, a.writeback.length);
+      if (a.drop) await space(fh.fd, CacheOp.DROP, a.drop.offset, a.drop.length);
+    } finally {
+      await fh.close();
     }
   }
 }

@@ -17,6 +17,8 @@ const SEEK_DATA = 3;
 const SEEK_HOLE = 4;
 
 export const SpaceOp = { PUNCH_HOLE: 1, ZERO_RANGE: 2, BLK_DISCARD: 3, BLK_ZEROOUT: 4 } as const;
+/** Page-cache advice, run by space() too: start writeback; write back, wait and drop from the cache. */
+export const CacheOp = { WRITEBACK: 5, DROP: 6 } as const;
 
 /** Next offset >= `offset` that holds data, or -1 when only a hole follows. */
 export function seekData(fd: number, offset: number): number {

@@ -419,6 +419,7 @@ export class ChangeLog {
       .catch((e) => this.opts.logger?.debug({ err: e }, 'change log: page-cache advice failed'))
       .finally(() => {
         this.advising = undefined;
+        this.adviseCache(); // a step may have passed meanwhile
       });
   }
 
@@ -554,7 +555,8 @@ export class ChangeLog {
 
   async close(): Promise<void> {
     while (this.writing || this.queue.length) await new Promise((r) => setTimeout(r, 1));
-    await Promise.all([...this.closing, this.advising]);
+    await Promise.all([...this.closing]);
+    while (this.advising) await this.advising;
     await this.trims;
     if (!this.opts.readOnly) await this.persistTrim();
     if (this.dirDirty) {

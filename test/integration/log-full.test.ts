@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { runCli, startAgent } from '../support/agent-process.js';
+import { type RunningAgent, runCli, startAgent } from '../support/agent-process.js';
 import { TestNbdClient } from '../support/nbd-client.js';
 import { scratchDir, sparseImage } from '../support/tmp.js';
 import { mountTmpfs, unmountTmpfs } from '../support/tmpfs.js';
@@ -17,7 +17,7 @@ describe('a full change log', { timeout: 120_000 }, () => {
   const { dir, cleanup } = scratchDir('logfull');
   after(cleanup);
 
-  test('changes beyond the limit are marked resync required, persistently', async () => {
+  test('changes beyond the limit are marked resync required, persistently', async (t) => {
     const dataDir = join(dir, 'agent');
     const disk = sparseImage(join(dir, 'disk.img'), 64 * MiB);
     const args = [
@@ -31,6 +31,8 @@ describe('a full change log', { timeout: 120_000 }, () => {
       '256K',
     ];
     let agent = await startAgent(args);
+    // However the test ends, no agent is left running (a live child keeps the test process up).
+    t.after(() => agent.kill());
     const c = await TestNbdClient.connect({ port: agent.port }, 'disk0');
     // 512 KiB fit in the log; the next 2 MiB at 16 MiB do not.
     const logged = randomBytes(512 * KiB);
@@ -66,16 +68,17 @@ describe('a full change log', { timeout: 120_000 }, () => {
 
   test('a log volume that fills up: every acknowledged write lands on the disk, resync required', async (t) => {
     // The log fails on its volume (ENOSPC) below its size limit. Small writes take the
-    // agent's fast path, which acknowledges before it writes the log: the write that
-    // meets the failure must still reach the disk and be marked resync required.
+    // agent's fast path; the write whose log append meets the failure takes the usual
+    // path instead: it must still reach the disk and be marked resync required.
     const mnt = join(dir, 'small-volume');
     if (!mountTmpfs(mnt, '3m')) {
       t.skip('cannot mount a tmpfs here (needs root)');
       return;
     }
+    let agent: RunningAgent | undefined;
     try {
       const disk = sparseImage(join(dir, 'disk-small-volume.img'), 64 * MiB);
-      const agent = await startAgent(['--data-dir', join(mnt, 'agent'), '--disk', `disk0=${disk}`]);
+      agent = await startAgent(['--data-dir', join(mnt, 'agent'), '--disk', `disk0=${disk}`]);
       const c = await TestNbdClient.connect({ port: agent.port }, 'disk0');
       const data = randomBytes(6 * MiB); // twice what the volume holds
       for (let o = 0; o < data.length; o += 4 * KiB) await c.write(o, data.subarray(o, o + 4 * KiB));
@@ -96,6 +99,7 @@ describe('a full change log', { timeout: 120_000 }, () => {
       assert.ok(covered(firstUnlogged, data.length - firstUnlogged), JSON.stringify({ lastLogged, dirty }));
       await agent.stop();
     } finally {
+      await agent?.kill(); // after a failure; the tmpfs cannot be unmounted under a live agent
       unmountTmpfs(mnt);
     }
   });

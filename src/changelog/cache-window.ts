@@ -18,10 +18,9 @@ export interface CacheAdvice {
 
 interface Region {
   path: string;
-  /** Log position (bytes appended since open) of the region's first byte. */
-  start: number;
-  /** Offsets in the file: first byte written here, end written so far, writeback started, dropped. */
-  from: number;
+  /** Log position (bytes appended since open) minus file offset: the same for every byte of the region. */
+  base: number;
+  /** Offsets in the file: end written so far, writeback started, dropped. */
   end: number;
   writeback: number;
   dropped: number;
@@ -47,7 +46,7 @@ export class CacheWindow {
   wrote(path: string, from: number, to: number): void {
     const last = this.regions.at(-1);
     if (last && last.path === path && last.end === from) last.end = to;
-    else this.regions.push({ path, start: this.position, from, end: to, writeback: from, dropped: from });
+    else this.regions.push({ path, base: this.position - from, end: to, writeback: from, dropped: from });
     this.position += to - from;
   }
 
@@ -65,7 +64,7 @@ export class CacheWindow {
         a.writeback = { offset: r.writeback, length: writebackTo - r.writeback };
         r.writeback = writebackTo;
       }
-      const dropTo = Math.min(r.end, r.from + Math.max(0, dropBelow - r.start));
+      const dropTo = Math.min(r.end, dropBelow - r.base);
       if (dropTo > r.dropped) {
         a.drop = { offset: r.dropped, length: dropTo - r.dropped };
         r.dropped = dropTo;
